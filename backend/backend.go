@@ -1,0 +1,79 @@
+package backend
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/gomlx/compute"
+	_ "github.com/gomlx/compute/gobackend" // registers the "go" backend
+	"github.com/gomlx/go-xla/compute/xla"
+)
+
+// EnvVar is the environment variable that forces a backend configuration, as GoMLX defines it.
+const EnvVar = compute.ConfigEnvVar
+
+// Selection says which backend configuration was chosen and why.
+type Selection struct {
+	// Config is the GoMLX configuration string given to compute.NewWithConfig ("go", "xla:cpu", …).
+	Config string
+	// Reason is a short human explanation, fit for one log line.
+	Reason string
+}
+
+// String renders the selection as the one log line the library promises.
+func (s Selection) String() string {
+	return fmt.Sprintf("backend %s (%s)", s.Config, s.Reason)
+}
+
+func init() {
+	// Never download a plugin behind the user's back: offline machines must fall back to Go.
+	xla.EnableAutoInstall(false)
+}
+
+// Choose decides the backend configuration without creating it.
+func Choose() Selection {
+	if cfg, ok := os.LookupEnv(EnvVar); ok && strings.TrimSpace(cfg) != "" {
+		return Selection{Config: strings.TrimSpace(cfg), Reason: EnvVar + " is set"}
+	}
+	if plugins := xla.GetAvailablePlugins(); len(plugins) > 0 {
+		name := plugins[0]
+		for _, p := range plugins {
+			if p == "cuda" || strings.HasPrefix(p, "cuda") {
+				name = p
+				break
+			}
+		}
+		return Selection{Config: "xla:" + name, Reason: fmt.Sprintf("PJRT plugins found: %s", strings.Join(plugins, ", "))}
+	}
+	return Selection{Config: "go", Reason: "no PJRT plugin found; using the pure-Go backend"}
+}
+
+// New creates the chosen backend. When XLA was picked only because a plugin was found and it
+// fails to start, New falls back to the Go backend and says so in the returned Selection.
+func New() (compute.Backend, Selection, error) {
+	sel := Choose()
+	b, err := newWithConfig(sel.Config)
+	if err == nil {
+		return b, sel, nil
+	}
+	if _, forced := os.LookupEnv(EnvVar); forced {
+		return nil, sel, fmt.Errorf("backend %q from %s: %w", sel.Config, EnvVar, err)
+	}
+	fallback := Selection{Config: "go", Reason: fmt.Sprintf("%s failed to start (%v); using the pure-Go backend", sel.Config, err)}
+	b, err = newWithConfig(fallback.Config)
+	if err != nil {
+		return nil, fallback, fmt.Errorf("go backend: %w", err)
+	}
+	return b, fallback, nil
+}
+
+// newWithConfig turns GoMLX's panics on unknown backend names into errors.
+func newWithConfig(cfg string) (b compute.Backend, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("creating backend %q: %v", cfg, r)
+		}
+	}()
+	return compute.NewWithConfig(cfg)
+}
