@@ -21,20 +21,20 @@ const fixtureDir = "../testdata/models"
 var fixtureNames = []string{"llama_gqa", "llama_tied", "mistral_sw", "qwen2_bias", "qwen3_qknorm", "gemma"}
 
 type reference struct {
-	InputIDs [][]int32    `json:"input_ids"`
+	InputIDs [][]int32     `json:"input_ids"`
 	Logits   [][][]float32 `json:"logits"`
-	Loss     float64      `json:"loss"`
+	Loss     float64       `json:"loss"`
 	Padded   struct {
-		InputIDs      [][]int32      `json:"input_ids"`
-		AttentionMask [][]int32      `json:"attention_mask"`
-		PositionIDs   [][]int32      `json:"position_ids"`
+		InputIDs      [][]int32     `json:"input_ids"`
+		AttentionMask [][]int32     `json:"attention_mask"`
+		PositionIDs   [][]int32     `json:"position_ids"`
 		Logits        [][][]float32 `json:"logits"`
 	} `json:"padded"`
 	Packed struct {
-		InputIDs    [][]int32      `json:"input_ids"`
-		PositionIDs [][]int32      `json:"position_ids"`
-		SegmentIDs  [][]int32      `json:"segment_ids"`
-		Lengths     []int          `json:"lengths"`
+		InputIDs    [][]int32     `json:"input_ids"`
+		PositionIDs [][]int32     `json:"position_ids"`
+		SegmentIDs  [][]int32     `json:"segment_ids"`
+		Lengths     []int         `json:"lengths"`
 		Logits      [][][]float32 `json:"logits"`
 	} `json:"packed"`
 	Greedy struct {
