@@ -1,0 +1,94 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"handbook/backend"
+	"handbook/model"
+	"handbook/tokenizer"
+)
+
+// newFlagSet returns a flag set that reports errors instead of exiting.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("handbook "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// loadModel starts the backend (logging the one line saying which and why) and loads dir.
+func loadModel(dir string, stderr io.Writer) (*model.Model, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("--model is required")
+	}
+	b, sel, err := backend.New()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintln(stderr, sel)
+	return model.Load(b, dir, model.LoadOptions{})
+}
+
+// loadTokenizer loads the tokenizer saved beside a model, or returns nil when there is none.
+func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
+	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
+		return nil, nil
+	}
+	return tokenizer.Load(dir)
+}
+
+// parseIDs reads "1,2,3".
+func parseIDs(s string) ([]int32, error) {
+	var ids []int32
+	for i, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.ParseInt(f, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("token id #%d %q: %w", i+1, f, err)
+		}
+		ids = append(ids, int32(v))
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("no token ids in %q", s)
+	}
+	return ids, nil
+}
+
+func toInt32s(ids []int) []int32 {
+	out := make([]int32, len(ids))
+	for i, v := range ids {
+		out[i] = int32(v)
+	}
+	return out
+}
+
+func toInts(ids []int32) []int {
+	out := make([]int, len(ids))
+	for i, v := range ids {
+		out[i] = int(v)
+	}
+	return out
+}
+
+// printJSON writes v as one line: the machine-readable contract of --json.
+func printJSON(w io.Writer, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(data))
+	return err
+}
+
+func modelInputs(ids []int32) model.Inputs {
+	return model.Inputs{IDs: [][]int32{ids}}
+}
