@@ -1,0 +1,59 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// longWord is a 14 KB text without spaces: one pre-token for byte-level BPE and
+// one BPE word for Mistral, the case where quadratic merging hurts.
+var longWord = strings.Repeat("alignmenthandbooktokenizer", 540)
+
+func BenchmarkEncodeLongWord(b *testing.B) {
+	for _, name := range []string{"qwen3", "mistral"} {
+		tok := loadFixture(b, name)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(len(longWord)))
+			for b.Loop() {
+				// A fresh word each time would be fairer to the cache, but words
+				// this long are never cached.
+				if _, err := tok.Encode(longWord, false); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkEncodeCorpus(b *testing.B) {
+	var corpus []string
+	require.NoError(b, json.Unmarshal(readGz(b, filepath.Join("testdata", "corpus.json.gz")), &corpus))
+	size := 0
+	for _, s := range corpus {
+		size += len(s)
+	}
+	for _, name := range []string{"qwen3", "mistral"} {
+		tok := loadFixture(b, name)
+		b.Run(name, func(b *testing.B) {
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				for _, s := range corpus {
+					if _, err := tok.Encode(s, false); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestLongWordIsNotQuadratic(t *testing.T) {
+	tok := loadFixture(t, "mistral")
+	ids, err := tok.Encode(longWord, false)
+	require.NoError(t, err)
+	require.True(t, longWord == tok.Decode(ids, false), "decode(encode(x)) != x for the 14 KB word")
+}

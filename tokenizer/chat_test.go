@@ -1,0 +1,107 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+type chatGolden struct {
+	Templates []struct {
+		TemplateName string  `json:"template_name"`
+		Template     *string `json:"template"`
+		Cases        []struct {
+			Conversation        string          `json:"conversation"`
+			Messages            []Message       `json:"messages"`
+			Tools               json.RawMessage `json:"tools"`
+			AddGenerationPrompt bool            `json:"add_generation_prompt"`
+			Kwargs              map[string]any  `json:"kwargs"`
+			Text                string          `json:"text"`
+			IDs                 []int           `json:"ids"`
+			AssistantMasks      []int           `json:"assistant_masks"`
+		} `json:"cases"`
+	} `json:"templates"`
+}
+
+func TestChatTemplatesMatchGoldens(t *testing.T) {
+	for _, name := range []string{"qwen3", "mistral"} {
+		tok := loadFixture(t, name)
+		var golden chatGolden
+		require.NoError(t, json.Unmarshal(readGz(t, filepath.Join("testdata", name, "chat_goldens.json.gz")), &golden))
+		for _, tg := range golden.Templates {
+			var tmpl *ChatTemplate
+			var err error
+			if tg.Template == nil {
+				tmpl, err = tok.ChatTemplate("")
+			} else {
+				tmpl, err = tok.WithChatTemplate(*tg.Template)
+			}
+			require.NoError(t, err)
+			for _, c := range tg.Cases {
+				t.Run(fmt.Sprintf("%s/%s/%s/gen=%v/%v", name, tg.TemplateName, c.Conversation, c.AddGenerationPrompt, c.Kwargs), func(t *testing.T) {
+					opts := RenderOptions{AddGenerationPrompt: c.AddGenerationPrompt, Tools: c.Tools, Kwargs: c.Kwargs}
+					text, err := tmpl.Render(c.Messages, opts)
+					require.NoError(t, err)
+					require.Equal(t, c.Text, text)
+					if c.AssistantMasks == nil {
+						return
+					}
+					ids, mask, err := tok.EncodeChat(tmpl, c.Messages, opts)
+					require.NoError(t, err)
+					require.Equal(t, c.IDs, ids)
+					require.Equal(t, c.AssistantMasks, mask)
+				})
+			}
+		}
+	}
+}
+
+func TestDefaultTemplateFallback(t *testing.T) {
+	tok := loadFixture(t, "mistral")
+	tmpl, err := tok.ChatTemplate("")
+	require.NoError(t, err)
+	require.Equal(t, DefaultChatTemplate, tmpl.Source)
+	text, err := tmpl.Render([]Message{{Role: "user", Content: "Hi"}}, RenderOptions{AddGenerationPrompt: true})
+	require.NoError(t, err)
+	require.Equal(t, "<|user|>\nHi</s>\n<|assistant|>\n", text)
+	_, err = tok.ChatTemplate("tool_use")
+	require.ErrorContains(t, err, `no template named "tool_use"`)
+}
+
+func TestChatTemplateErrors(t *testing.T) {
+	tok := loadFixture(t, "qwen3")
+	tests := []struct {
+		name, source, wantErr string
+	}{
+		{"syntax error", "{% for m in messages %}{{ m.content }}", "chat template"},
+		{"raise_exception", "{{ raise_exception('Conversation roles must alternate') }}", "Conversation roles must alternate"},
+		{"unterminated generation", "{% generation %}x", "chat template"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tmpl, err := tok.WithChatTemplate(tc.source)
+			if err == nil {
+				_, err = tmpl.Render([]Message{{Role: "user", Content: "hi"}}, RenderOptions{})
+			}
+			require.ErrorContains(t, err, tc.wantErr)
+		})
+	}
+}
+
+func TestChatMLTemplateMask(t *testing.T) {
+	tok := loadFixture(t, "qwen3")
+	tmpl, err := tok.WithChatTemplate(ChatMLTemplate)
+	require.NoError(t, err)
+	ids, mask, err := tok.EncodeChat(tmpl, []Message{{Role: "user", Content: "Hi"}, {Role: "assistant", Content: "Hello"}}, RenderOptions{})
+	require.NoError(t, err)
+	var masked []int
+	for i, m := range mask {
+		if m == 1 {
+			masked = append(masked, ids[i])
+		}
+	}
+	require.Equal(t, "Hello<|im_end|>", tok.Decode(masked, false))
+}

@@ -1,0 +1,114 @@
+package tokenizer
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/dlclark/regexp2"
+)
+
+// pattern is the {"String": …} or {"Regex": …} object of Split, Replace and
+// decoders. Regexes run on regexp2 because HF's (Oniguruma) patterns use lookahead,
+// which Go's RE2 lacks.
+type pattern struct {
+	literal string
+	re      *regexp2.Regexp
+}
+
+func parsePattern(raw json.RawMessage) (pattern, error) {
+	var p struct {
+		String *string
+		Regex  *string
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return pattern{}, fmt.Errorf("pattern: %w", err)
+	}
+	switch {
+	case p.String != nil:
+		return pattern{literal: *p.String}, nil
+	case p.Regex != nil:
+		re, err := regexp2.Compile(*p.Regex, regexp2.None)
+		if err != nil {
+			return pattern{}, fmt.Errorf("pattern regex %q: %w", *p.Regex, err)
+		}
+		return pattern{re: re}, nil
+	}
+	return pattern{}, fmt.Errorf("pattern %s: want a String or Regex key", raw)
+}
+
+// findAll returns the byte spans of the non-overlapping matches in s.
+func (p pattern) findAll(s string) ([][2]int, error) {
+	if p.re == nil {
+		if p.literal == "" {
+			return nil, nil
+		}
+		var spans [][2]int
+		for i := 0; ; {
+			k := strings.Index(s[i:], p.literal)
+			if k < 0 {
+				return spans, nil
+			}
+			spans = append(spans, [2]int{i + k, i + k + len(p.literal)})
+			i += k + len(p.literal)
+		}
+	}
+	return regexSpans(p.re, s)
+}
+
+// regexSpans converts regexp2's rune indices into byte offsets.
+func regexSpans(re *regexp2.Regexp, s string) ([][2]int, error) {
+	runes := []rune(s)
+	byteAt := make([]int, len(runes)+1)
+	off := 0
+	for i, r := range runes {
+		byteAt[i] = off
+		if r == utf8.RuneError {
+			_, w := utf8.DecodeRuneInString(s[off:])
+			off += w
+		} else {
+			off += utf8.RuneLen(r)
+		}
+	}
+	byteAt[len(runes)] = off
+	var spans [][2]int
+	m, err := re.FindRunesMatch(runes)
+	for ; m != nil && err == nil; m, err = re.FindNextMatch(m) {
+		spans = append(spans, [2]int{byteAt[m.Index], byteAt[m.Index+m.Length]})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("regex %q: %w", re.String(), err)
+	}
+	return spans, nil
+}
+
+func (p pattern) replaceAll(n normString, content string) (normString, error) {
+	spans, err := p.findAll(n.s)
+	if err != nil {
+		return n, err
+	}
+	return n.replaceSpans(spans, content), nil
+}
+
+func (p pattern) replaceString(s, content string) (string, error) {
+	if p.re == nil {
+		if p.literal == "" {
+			return s, nil
+		}
+		return strings.ReplaceAll(s, p.literal, content), nil
+	}
+	spans, err := regexSpans(p.re, s)
+	if err != nil {
+		return "", err
+	}
+	var sb strings.Builder
+	prev := 0
+	for _, sp := range spans {
+		sb.WriteString(s[prev:sp[0]])
+		sb.WriteString(content)
+		prev = sp[1]
+	}
+	sb.WriteString(s[prev:])
+	return sb.String(), nil
+}
