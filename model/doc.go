@@ -1,0 +1,17 @@
+// Package model is the decoder-only language model of the library: Hugging Face config.json for
+// the llama, mistral, qwen2, qwen3 and gemma families, their weights by HF tensor name in
+// safetensors (single file or sharded, f32/bf16/f16 read, f32/bf16 written), the forward graph,
+// and KV-cache generation.
+//
+// The decoder is the project's own. GoMLX's layers.MultiHeadAttention scales scores twice and
+// go-huggingface's transformer maps Llama onto Gemma's math and drops Qwen2's biases (see
+// docs/ARCHITECTURE.md); neither can host LoRA. Here every linear layer goes through one seam,
+// [Linear], that adapters wrap without touching the decoder, and weights come into graphs as
+// [Params] so training, inference, adapters and sharding strategies share one graph builder.
+//
+// Numerics follow transformers: RoPE in the rotate-half layout with linear and llama3 scaling,
+// RMSNorm in float32 (Gemma's 1+w), Gemma's √hidden embedding scale, GQA in repeat_kv order,
+// causal + padding + packed-segment masks, Mistral's sliding window, Qwen2's q/k/v biases, Qwen3's
+// q/k norms, tied or untied heads. The tests compare logits, loss, gradients and greedy tokens with
+// fixtures that tools/oracle/make_models.py recorded from transformers.
+package model
