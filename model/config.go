@@ -43,14 +43,14 @@ func SupportedFamilies() []string {
 // RopeScaling holds the `rope_scaling` (transformers 4) or `rope_parameters` (transformers 5)
 // block of a config. Type "default" (or empty) means no scaling.
 type RopeScaling struct {
-	Type                          string  `json:"rope_type"`
-	LegacyType                    string  `json:"type"`
-	Factor                        float64 `json:"factor"`
-	LowFreqFactor                 float64 `json:"low_freq_factor"`
-	HighFreqFactor                float64 `json:"high_freq_factor"`
-	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings"`
+	Type                          string  `json:"rope_type,omitempty"`
+	LegacyType                    string  `json:"type,omitempty"`
+	Factor                        float64 `json:"factor,omitempty"`
+	LowFreqFactor                 float64 `json:"low_freq_factor,omitempty"`
+	HighFreqFactor                float64 `json:"high_freq_factor,omitempty"`
+	OriginalMaxPositionEmbeddings int     `json:"original_max_position_embeddings,omitempty"`
 	// Theta is only present in transformers 5's rope_parameters.
-	Theta float64 `json:"rope_theta"`
+	Theta float64 `json:"rope_theta,omitempty"`
 }
 
 // Kind returns the scaling type, reading the legacy "type" key when "rope_type" is absent.
@@ -350,24 +350,35 @@ func (c *Config) InvFrequencies() []float64 {
 	return inv
 }
 
-// MarshalJSON writes config.json: every key read from the file, with the interpreted fields
-// updated, plus `architectures` so transformers' AutoModelForCausalLM can load it.
+// MarshalJSON writes config.json: every key read from the file, verbatim unless the field was
+// changed since, plus `architectures` so transformers' AutoModelForCausalLM can load it.
 func (c *Config) MarshalJSON() ([]byte, error) {
-	type plain Config
-	typed, err := json.Marshal((*plain)(c))
+	now, err := c.typedFields()
 	if err != nil {
 		return nil, err
 	}
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(typed, &fields); err != nil {
-		return nil, err
+	var asRead map[string]json.RawMessage
+	if c.raw != nil {
+		orig, err := json.Marshal(c.raw)
+		if err != nil {
+			return nil, err
+		}
+		parsed, err := ParseConfig(orig)
+		if err != nil {
+			return nil, err
+		}
+		if asRead, err = parsed.typedFields(); err != nil {
+			return nil, err
+		}
 	}
 	out := map[string]json.RawMessage{}
 	for k, v := range c.raw {
 		out[k] = v
 	}
-	for k, v := range fields {
-		if _, known := c.raw[k]; known || alwaysWritten[k] || !isEmptyJSON(v) {
+	for k, v := range now {
+		_, known := c.raw[k]
+		unchanged := known && string(asRead[k]) == string(v)
+		if !unchanged && (known || alwaysWritten[k] || !isEmptyJSON(v)) {
 			out[k] = v
 		}
 	}
@@ -376,6 +387,18 @@ func (c *Config) MarshalJSON() ([]byte, error) {
 		out["architectures"] = arch
 	}
 	return json.MarshalIndent(out, "", "  ")
+}
+
+// typedFields renders the interpreted fields as JSON values by key.
+func (c *Config) typedFields() (map[string]json.RawMessage, error) {
+	type plain Config
+	typed, err := json.Marshal((*plain)(c))
+	if err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	err = json.Unmarshal(typed, &fields)
+	return fields, err
 }
 
 // alwaysWritten are keys whose zero value differs from some family's default, so omitting them

@@ -87,7 +87,17 @@ func TestConfigRoundTripKeepsUnknownKeys(t *testing.T) {
 	assert.Equal(t, "llama", out["model_type"])
 	assert.Contains(t, out, "pretraining_tp", "keys the decoder does not read are written back")
 	assert.Equal(t, []any{"LlamaForCausalLM"}, out["architectures"])
+	assert.Equal(t, map[string]any{"factor": 8.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+		"original_max_position_embeddings": 64.0, "rope_type": "llama3"}, out["rope_scaling"],
+		"unchanged blocks are written back verbatim (transformers reads an added rope_theta: 0 as θ=0)")
 	back, err := ParseConfig(data)
 	require.NoError(t, err)
 	assert.Equal(t, cfg.InvFrequencies(), back.InvFrequencies())
+
+	cfg.VocabSize = 99
+	data, err = json.Marshal(cfg)
+	require.NoError(t, err)
+	back, err = ParseConfig(data)
+	require.NoError(t, err)
+	assert.Equal(t, 99, back.VocabSize, "changed fields are written")
 }

@@ -1,6 +1,7 @@
 package model
 
 import (
+	"github.com/gomlx/compute"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads better unqualified
 	"github.com/gomlx/gomlx/support/exceptions"
 )
@@ -26,9 +27,30 @@ func (Dense) Apply(p Params, module string, x *Node) *Node {
 	if w == nil {
 		exceptions.Panicf("missing parameter %s.weight", module)
 	}
+	b := p[module+".bias"]
+	if fusedDense(x, w, b) {
+		// The backend's fused dense (the Go backend's) computes x·Wᵀ straight from the [out,in]
+		// layout and has a fused backward: its weight gradient needs one blocked 2-D transpose of
+		// the output gradient, where DotGeneral's generic VJP transposes both [batch,seq,·]
+		// operands with the slow N-d iterator.
+		return BackendFusedDense(x, w, b, compute.DenseConfig{WeightLayout: compute.DenseLayoutOutputsInput})
+	}
 	y := DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
-	if b := p[module+".bias"]; b != nil {
+	if b != nil {
 		y = Add(y, ExpandLeftToRank(b, y.Rank()))
 	}
 	return y
+}
+
+// fusedDense reports whether x·Wᵀ (+b) should use the backend's FusedDense: the backend has it
+// and its VJP, the dtypes agree and the weight is a plain [out,in] matrix.
+func fusedDense(x, w, b *Node) bool {
+	caps := x.Graph().Backend().Capabilities()
+	if !caps.Operations[compute.OpTypeFusedDense] || !caps.Operations[compute.OpTypeFusedDenseVJP] {
+		return false
+	}
+	if w.Rank() != 2 || x.DType() != w.DType() || (b != nil && (b.DType() != w.DType() || b.Rank() != 1)) {
+		return false
+	}
+	return x.Rank() >= 2
 }
