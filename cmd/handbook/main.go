@@ -21,6 +21,8 @@ type command struct {
 var commands = []command{
 	{"generate", "continue a prompt with a model (greedy or sampled)", runGenerate},
 	{"eval", "mean next-token loss and perplexity of a model on tokens or text", runEval},
+	{"tokenize", "encode text to token ids, or decode ids to text", runTokenize},
+	{"template", "render a conversation with the tokenizer's chat template", runTemplate},
 }
 
 func main() {
