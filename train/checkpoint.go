@@ -1,0 +1,215 @@
+package train
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"handbook/model"
+	"handbook/safetensors"
+)
+
+// Checkpoint files besides the weights. Optimizer moments go to safetensors (not torch's
+// optimizer.pt pickle), named exp_avg/<weight> and exp_avg_sq/<weight> like torch's AdamW state.
+const (
+	TrainerStateFile = "trainer_state.json"
+	OptimizerFile    = "optimizer.safetensors"
+	checkpointPrefix = "checkpoint-"
+	momentPrefix     = "exp_avg/"
+	sqMomentPrefix   = "exp_avg_sq/"
+)
+
+// trainerState is transformers' trainer_state.json, plus the data position needed to resume.
+type trainerState struct {
+	BestGlobalStep      *int                 `json:"best_global_step"`
+	BestMetric          *float64             `json:"best_metric"`
+	BestModelCheckpoint *string              `json:"best_model_checkpoint"`
+	Epoch               float64              `json:"epoch"`
+	EvalSteps           int                  `json:"eval_steps"`
+	GlobalStep          int                  `json:"global_step"`
+	IsHyperParamSearch  bool                 `json:"is_hyper_param_search"`
+	IsLocalProcessZero  bool                 `json:"is_local_process_zero"`
+	IsWorldProcessZero  bool                 `json:"is_world_process_zero"`
+	LogHistory          []map[string]float64 `json:"log_history"`
+	LoggingSteps        int                  `json:"logging_steps"`
+	MaxSteps            int                  `json:"max_steps"`
+	NumInputTokensSeen  float64              `json:"num_input_tokens_seen"`
+	SaveSteps           int                  `json:"save_steps"`
+	TotalFlos           float64              `json:"total_flos"`
+	DataPosition        struct {
+		Epoch int `json:"epoch"`
+		Index int `json:"index"`
+	} `json:"handbook_data_position"`
+}
+
+// SaveCheckpoint writes output_dir/checkpoint-N (weights, optimizer moments, trainer_state.json)
+// through a temporary directory and a rename, so a kill at any moment leaves the previous
+// checkpoint intact; then it removes the oldest checkpoints beyond SaveTotalLimit.
+func (e *Engine) SaveCheckpoint() error {
+	final := filepath.Join(e.Args.OutputDir, checkpointPrefix+strconv.Itoa(e.state.GlobalStep))
+	tmp := filepath.Join(e.Args.OutputDir, "."+filepath.Base(final)+".tmp")
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", final, err)
+	}
+	if err := e.writeCheckpoint(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("checkpoint %s: %w", final, err)
+	}
+	if err := os.RemoveAll(final); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", final, err)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", final, err)
+	}
+	return e.rotateCheckpoints()
+}
+
+func (e *Engine) writeCheckpoint(dir string) error {
+	if err := e.Model.Save(dir, model.SaveOptions{}); err != nil {
+		return err
+	}
+	var sources []safetensors.Source
+	for i, n := range e.trainable {
+		for _, moment := range []struct {
+			prefix string
+			t      *tensors.Tensor
+		}{{momentPrefix, e.m[i]}, {sqMomentPrefix, e.v[i]}} {
+			vals, err := tensors.CopyFlatData[float32](moment.t)
+			if err != nil {
+				return fmt.Errorf("optimizer state of %s: %w", n, err)
+			}
+			sources = append(sources, safetensors.Float32Source(moment.prefix+n, moment.t.Shape().Dimensions, vals))
+		}
+	}
+	if err := safetensors.Save(filepath.Join(dir, OptimizerFile), sources, nil); err != nil {
+		return err
+	}
+	st := trainerState{
+		Epoch: e.state.Epoch, EvalSteps: e.Args.EvalSteps, GlobalStep: e.state.GlobalStep,
+		IsLocalProcessZero: true, IsWorldProcessZero: true, LogHistory: e.state.LogHistory,
+		LoggingSteps: e.Args.LoggingSteps, MaxSteps: e.state.MaxSteps, NumInputTokensSeen: e.state.TotalTokens,
+		SaveSteps: e.Args.SaveSteps,
+	}
+	if st.LogHistory == nil {
+		st.LogHistory = []map[string]float64{}
+	}
+	st.DataPosition.Epoch, st.DataPosition.Index = e.state.NextEpoch, e.state.NextIndex
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, TrainerStateFile), data, 0o644)
+}
+
+// rotateCheckpoints keeps the newest SaveTotalLimit checkpoints.
+func (e *Engine) rotateCheckpoints() error {
+	if e.Args.SaveTotalLimit <= 0 {
+		return nil
+	}
+	steps, err := checkpointSteps(e.Args.OutputDir)
+	if err != nil {
+		return err
+	}
+	for len(steps) > e.Args.SaveTotalLimit {
+		old := filepath.Join(e.Args.OutputDir, checkpointPrefix+strconv.Itoa(steps[0]))
+		if err := os.RemoveAll(old); err != nil {
+			return fmt.Errorf("removing old checkpoint %s: %w", old, err)
+		}
+		steps = steps[1:]
+	}
+	return nil
+}
+
+// checkpointSteps lists the steps of the complete checkpoints in dir, ascending.
+func checkpointSteps(dir string) ([]int, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var steps []int
+	for _, en := range entries {
+		if !en.IsDir() || !strings.HasPrefix(en.Name(), checkpointPrefix) {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(en.Name(), checkpointPrefix))
+		if err != nil {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(dir, en.Name(), TrainerStateFile)); err == nil {
+			steps = append(steps, n)
+		}
+	}
+	sort.Ints(steps)
+	return steps, nil
+}
+
+// LastCheckpoint returns the newest complete checkpoint directory in outputDir, or "" when there
+// is none (transformers' get_last_checkpoint).
+func LastCheckpoint(outputDir string) (string, error) {
+	steps, err := checkpointSteps(outputDir)
+	if err != nil || len(steps) == 0 {
+		return "", err
+	}
+	return filepath.Join(outputDir, checkpointPrefix+strconv.Itoa(steps[len(steps)-1])), nil
+}
+
+// Resume restores weights, optimizer moments, step, data position and log history from a
+// checkpoint directory, so Train continues exactly where the checkpointed run was.
+func (e *Engine) Resume(dir string) error {
+	w, err := model.LoadWeights(dir, e.Model.Config, e.Model.DType())
+	if err != nil {
+		return fmt.Errorf("resume from %s: %w", dir, err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, TrainerStateFile))
+	if err != nil {
+		return fmt.Errorf("resume from %s: %w", dir, err)
+	}
+	var st trainerState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return fmt.Errorf("resume from %s: %s: %w", dir, TrainerStateFile, err)
+	}
+	opt, err := safetensors.Open(filepath.Join(dir, OptimizerFile))
+	if err != nil {
+		return fmt.Errorf("resume from %s: %w", dir, err)
+	}
+	defer opt.Close()
+	for n, t := range w {
+		e.Model.Weights[n] = t
+	}
+	e.m, e.v = nil, nil
+	for _, n := range e.Model.Weights.Names() {
+		if e.Trainable != nil && !e.Trainable(n) {
+			continue
+		}
+		for _, target := range []struct {
+			prefix string
+			dst    *[]*tensors.Tensor
+		}{{momentPrefix, &e.m}, {sqMomentPrefix, &e.v}} {
+			t, err := opt.Tensor(target.prefix + n)
+			if err != nil {
+				return fmt.Errorf("resume from %s: %w", dir, err)
+			}
+			vals, err := t.Float32s()
+			if err != nil {
+				return fmt.Errorf("resume from %s: %w", dir, err)
+			}
+			*target.dst = append(*target.dst, tensors.FromFlatDataAndDimensions(vals, t.Shape...))
+		}
+	}
+	e.state = State{
+		GlobalStep: st.GlobalStep, Epoch: st.Epoch, NextEpoch: st.DataPosition.Epoch, NextIndex: st.DataPosition.Index,
+		LogHistory: st.LogHistory, MaxSteps: st.MaxSteps, TotalTokens: st.NumInputTokensSeen,
+	}
+	return nil
+}

@@ -1,0 +1,525 @@
+package train
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/gomlx/compute"
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads better unqualified
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"handbook/model"
+)
+
+// Args are the engine's training arguments, named after transformers' TrainingArguments.
+type Args struct {
+	OutputDir                 string
+	LearningRate              float64
+	LRSchedulerType           string  // "linear" when empty
+	WarmupSteps               float64 // ≥ 1: steps; < 1: fraction of the total (warmup_ratio)
+	MinLRRate                 float64 // cosine_with_min_lr
+	NumTrainEpochs            float64 // used when MaxSteps ≤ 0
+	MaxSteps                  int
+	GradientAccumulationSteps int
+	MaxGradNorm               float64 // ≤ 0 disables clipping
+	Optimizer                 AdamW
+	Seed                      uint64
+	LoggingSteps              int
+	LoggingFirstStep          bool
+	SaveSteps                 int // 0: no intermediate checkpoints
+	SaveTotalLimit            int // 0: keep all
+	EvalSteps                 int // 0: no evaluation during training
+}
+
+// Batches yields host batches by (epoch, index), deterministically, so a resumed run sees exactly
+// the batches an uninterrupted one would. Each batch maps input names ("input_ids", "labels", …)
+// to tensors.
+type Batches interface {
+	Len() int
+	Batch(epoch, index int) (map[string]*tensors.Tensor, error)
+}
+
+// Sink receives the metrics of each logging step (transformers' log_history entries).
+type Sink interface {
+	Log(step int, metrics map[string]float64) error
+}
+
+// Engine trains a model's weights on an objective: micro-batch gradients accumulated and
+// normalized by their units, global-norm clipping, AdamW with decay exclusion, the LR schedule,
+// logging, evaluation and checkpoints with exact resume.
+type Engine struct {
+	Model     *model.Model
+	Objective Objective
+	Args      Args
+	// Trainable selects the weights the optimizer updates; nil trains all. Frozen weights get no
+	// gradients and no optimizer state.
+	Trainable func(name string) bool
+	// Sinks get every logged entry; Progress, when set, is called after each optimizer step.
+	Sinks    []Sink
+	Progress func(step, total int, loss float64)
+
+	trainable, frozen []string
+	m, v              []*tensors.Tensor
+	state             State
+	graphs            map[string]*compiled
+}
+
+// compiled is a cached graph; metricNames are filled when the graph is built, in output order.
+type compiled struct {
+	exec        *Exec
+	metricNames []string
+}
+
+// build compiles fn once per key. fn receives the compiled entry to record its metric names.
+func (e *Engine) graph(key string, fn func(c *compiled) func([]*Node) []*Node) (*compiled, error) {
+	if c, ok := e.graphs[key]; ok {
+		return c, nil
+	}
+	c := &compiled{}
+	exec, err := NewExec(e.Model.Backend(), fn(c))
+	if err != nil {
+		return nil, err
+	}
+	c.exec = exec
+	e.graphs[key] = c
+	return c, nil
+}
+
+// lossOutputs turns an objective's result into graph outputs: sum, count, then metrics sorted by name.
+func lossOutputs(c *compiled, sum, count *Node, metrics map[string]*Node) []*Node {
+	c.metricNames = c.metricNames[:0]
+	for n := range metrics {
+		c.metricNames = append(c.metricNames, n)
+	}
+	sort.Strings(c.metricNames)
+	outs := []*Node{ConvertDType(sum, dtypes.Float32), ConvertDType(count, dtypes.Float32)}
+	for _, n := range c.metricNames {
+		outs = append(outs, ConvertDType(metrics[n], dtypes.Float32))
+	}
+	return outs
+}
+
+// State is what a checkpoint records besides weights and optimizer moments.
+type State struct {
+	GlobalStep int
+	Epoch      float64
+	// NextBatch is the data position: the epoch and index of the next micro-batch.
+	NextEpoch, NextIndex int
+	LogHistory           []map[string]float64
+	MaxSteps             int
+	TotalTokens          float64
+}
+
+func (e *Engine) init() error {
+	a := &e.Args
+	if a.GradientAccumulationSteps <= 0 {
+		a.GradientAccumulationSteps = 1
+	}
+	if a.LRSchedulerType == "" {
+		a.LRSchedulerType = "linear"
+	}
+	if a.LearningRate <= 0 {
+		return fmt.Errorf("learning_rate must be positive, got %g", a.LearningRate)
+	}
+	if a.Optimizer == (AdamW{}) {
+		a.Optimizer = DefaultAdamW()
+	}
+	e.trainable, e.frozen = nil, nil
+	for _, n := range e.Model.Weights.Names() {
+		if e.Trainable == nil || e.Trainable(n) {
+			e.trainable = append(e.trainable, n)
+		} else {
+			e.frozen = append(e.frozen, n)
+		}
+	}
+	if len(e.trainable) == 0 {
+		return fmt.Errorf("no trainable weights")
+	}
+	if e.m == nil {
+		for _, n := range e.trainable {
+			shape := shapes.Make(dtypes.Float32, e.Model.Weights[n].Shape().Dimensions...)
+			e.m = append(e.m, tensors.FromShape(shape))
+			e.v = append(e.v, tensors.FromShape(shape))
+		}
+	}
+	e.graphs = map[string]*compiled{}
+	return nil
+}
+
+// TotalSteps is the number of optimizer steps: MaxSteps, else ceil(epochs × updates per epoch).
+func (e *Engine) TotalSteps(batchesPerEpoch int) int {
+	if e.Args.MaxSteps > 0 {
+		return e.Args.MaxSteps
+	}
+	accum := max(1, e.Args.GradientAccumulationSteps)
+	perEpoch := max(1, (batchesPerEpoch+accum-1)/accum)
+	return int(math.Ceil(e.Args.NumTrainEpochs * float64(perEpoch)))
+}
+
+// Result summarizes a finished training run.
+type Result struct {
+	GlobalStep   int
+	TrainLoss    float64
+	Runtime      time.Duration
+	TokensPerSec float64
+	State        State
+}
+
+// Train runs (or resumes, when State was restored by Resume) until the total step count.
+func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result, error) {
+	if err := e.init(); err != nil {
+		return Result{}, fmt.Errorf("train: %w", err)
+	}
+	defer e.finalize()
+	if train.Len() == 0 {
+		return Result{}, fmt.Errorf("train: the training set has no batch")
+	}
+	total := e.TotalSteps(train.Len())
+	e.state.MaxSteps = total
+	sched, err := NewSchedule(e.Args.LRSchedulerType, WarmupSteps(e.Args.WarmupSteps, total), total, e.Args.MinLRRate)
+	if err != nil {
+		return Result{}, fmt.Errorf("train: %w", err)
+	}
+	start := time.Now()
+	var windowLoss float64
+	var windowSteps int
+	windowMetrics := map[string]float64{}
+	var runLoss float64
+	var runSteps int
+	var tokens float64
+	for e.state.GlobalStep < total {
+		if err := ctx.Err(); err != nil {
+			return Result{}, fmt.Errorf("train: stopped before step %d: %w", e.state.GlobalStep+1, err)
+		}
+		step := e.state.GlobalStep + 1
+		lr := e.Args.LearningRate * sched.Factor(step-1)
+		loss, metrics, units, err := e.optimizerStep(train, step, lr)
+		if err != nil {
+			return Result{}, fmt.Errorf("train: step %d: %w", step, err)
+		}
+		if math.IsNaN(loss) || math.IsInf(loss, 0) {
+			return Result{}, fmt.Errorf("train: step %d: loss is %v; stopping (the last checkpoint is intact)", step, loss)
+		}
+		e.state.GlobalStep = step
+		e.state.Epoch = float64(e.state.NextEpoch) + float64(e.state.NextIndex)/float64(train.Len())
+		tokens += units
+		e.state.TotalTokens += units
+		windowLoss += loss
+		windowSteps++
+		runLoss += loss
+		runSteps++
+		for k, v := range metrics {
+			windowMetrics[k] += v
+		}
+		if e.Progress != nil {
+			e.Progress(step, total, loss)
+		}
+		logNow := (e.Args.LoggingSteps > 0 && step%e.Args.LoggingSteps == 0) || (step == 1 && e.Args.LoggingFirstStep) || step == total
+		if logNow {
+			entry := map[string]float64{
+				"loss": windowLoss / float64(windowSteps), "learning_rate": e.Args.LearningRate * sched.Factor(step),
+				"epoch": e.state.Epoch, "step": float64(step), "num_tokens": e.state.TotalTokens,
+			}
+			for k, v := range windowMetrics {
+				entry[k] = v / float64(windowSteps)
+			}
+			if err := e.log(step, entry); err != nil {
+				return Result{}, err
+			}
+			windowLoss, windowSteps, windowMetrics = 0, 0, map[string]float64{}
+		}
+		if eval != nil && e.Args.EvalSteps > 0 && (step%e.Args.EvalSteps == 0 || step == total) {
+			em, err := e.Evaluate(ctx, eval)
+			if err != nil {
+				return Result{}, fmt.Errorf("train: evaluation at step %d: %w", step, err)
+			}
+			entry := map[string]float64{"epoch": e.state.Epoch, "step": float64(step)}
+			for k, v := range em {
+				entry["eval_"+k] = v
+			}
+			if err := e.log(step, entry); err != nil {
+				return Result{}, err
+			}
+		}
+		if e.Args.SaveSteps > 0 && step%e.Args.SaveSteps == 0 && step != total && e.Args.OutputDir != "" {
+			if err := e.SaveCheckpoint(); err != nil {
+				return Result{}, fmt.Errorf("train: %w", err)
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	res := Result{GlobalStep: e.state.GlobalStep, Runtime: elapsed, State: e.state}
+	if runSteps > 0 {
+		res.TrainLoss = runLoss / float64(runSteps)
+	}
+	if elapsed > 0 {
+		res.TokensPerSec = tokens / elapsed.Seconds()
+	}
+	return res, nil
+}
+
+func (e *Engine) log(step int, entry map[string]float64) error {
+	e.state.LogHistory = append(e.state.LogHistory, entry)
+	for _, s := range e.Sinks {
+		if err := s.Log(step, entry); err != nil {
+			return fmt.Errorf("train: logging step %d: %w", step, err)
+		}
+	}
+	return nil
+}
+
+// optimizerStep runs the accumulated micro-batches of one optimizer step and applies the update.
+// It returns the step's loss (summed loss / units across micro-batches), metrics per unit (plus
+// grad_norm before clipping) and the number of units.
+func (e *Engine) optimizerStep(train Batches, step int, lr float64) (float64, map[string]float64, float64, error) {
+	accum := e.Args.GradientAccumulationSteps
+	var grads []*tensors.Tensor
+	var lossSum, units float64
+	metrics := map[string]float64{}
+	for micro := 0; micro < accum; micro++ {
+		batch, err := train.Batch(e.state.NextEpoch, e.state.NextIndex)
+		if err != nil {
+			return 0, nil, 0, err
+		}
+		e.state.NextIndex++
+		if e.state.NextIndex >= train.Len() {
+			e.state.NextEpoch++
+			e.state.NextIndex = 0
+		}
+		out, names, err := e.runMicro(batch, grads)
+		if err != nil {
+			return 0, nil, 0, err
+		}
+		lossSum += float64(tensors.ToScalar[float32](out[0]))
+		units += float64(tensors.ToScalar[float32](out[1]))
+		for i, n := range names {
+			metrics[n] += float64(tensors.ToScalar[float32](out[2+i]))
+		}
+		grads = out[2+len(names):]
+	}
+	if units == 0 {
+		return 0, nil, 0, fmt.Errorf("no trainable unit (token) in the step's %d micro-batch(es)", accum)
+	}
+	norm, err := e.apply(grads, step, lr, units)
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	for k := range metrics {
+		metrics[k] /= units
+	}
+	metrics["grad_norm"] = norm
+	return lossSum / units, metrics, units, nil
+}
+
+// batchNames returns a batch's input names, sorted: the order graphs receive them.
+func batchNames(batch map[string]*tensors.Tensor) []string {
+	names := make([]string, 0, len(batch))
+	for n := range batch {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// runMicro computes one micro-batch's loss sum, units, metric sums and the gradients of the loss
+// sum added to grads (nil: the first micro-batch).
+func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Tensor) ([]*tensors.Tensor, []string, error) {
+	inputNames := batchNames(batch)
+	first := grads == nil
+	nt, nf := len(e.trainable), len(e.frozen)
+	key := fmt.Sprintf("micro first=%v %s", first, strings.Join(inputNames, ","))
+	c, err := e.graph(key, func(c *compiled) func([]*Node) []*Node {
+		return func(inputs []*Node) []*Node {
+			trainable, frozen, rest := inputs[:nt], inputs[nt:nt+nf], inputs[nt+nf:]
+			var acc []*Node
+			if !first {
+				acc, rest = rest[:nt], rest[nt:]
+			}
+			p := model.ParamsFromNodes(e.trainable, trainable)
+			for i, n := range e.frozen {
+				p[n] = StopGradient(frozen[i])
+			}
+			b := map[string]*Node{}
+			for i, n := range inputNames {
+				b[n] = rest[i]
+			}
+			sum, count, metrics := e.Objective.Loss(e.Model.Decoder, p, b)
+			outs := lossOutputs(c, sum, count, metrics)
+			g := Gradient(sum, trainable...)
+			for i := range g {
+				g[i] = ConvertDType(g[i], dtypes.Float32)
+				if !first {
+					g[i] = Add(acc[i], g[i])
+				}
+			}
+			return append(outs, g...)
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	args := make([]any, 0, nt+nf+nt+len(inputNames))
+	for _, t := range e.weights(e.trainable) {
+		args = append(args, t)
+	}
+	for _, t := range e.weights(e.frozen) {
+		args = append(args, t)
+	}
+	for _, g := range grads {
+		d, err := DonateTensorBuffer(g, e.Model.Backend(), compute.DeviceNum(0))
+		if err != nil {
+			return nil, nil, err
+		}
+		args = append(args, d)
+	}
+	for _, n := range inputNames {
+		args = append(args, batch[n])
+	}
+	out, err := c.exec.Exec(args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, c.metricNames, nil
+}
+
+// apply normalizes the gradient sums by the step's units, clips them by global norm and runs AdamW.
+func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (float64, error) {
+	nt := len(e.trainable)
+	opt, maxNorm := e.Args.Optimizer, e.Args.MaxGradNorm
+	c, err := e.graph("apply", func(*compiled) func([]*Node) []*Node {
+		return func(inputs []*Node) []*Node {
+			params, g, m, v := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:3*nt], inputs[3*nt:4*nt]
+			stepN, lrN, unitsN := inputs[4*nt], inputs[4*nt+1], inputs[4*nt+2]
+			sq := make([]*Node, nt)
+			for i := range g {
+				g[i] = Div(g[i], unitsN)
+				sq[i] = ReduceAllSum(Square(g[i]))
+			}
+			norm := Sqrt(ReduceAllSum(Stack(sq, 0)))
+			if maxNorm > 0 {
+				// torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
+				coef := MinScalar(Div(Scalar(norm.Graph(), norm.DType(), maxNorm), AddScalar(norm, 1e-6)), 1.0)
+				for i := range g {
+					g[i] = Mul(g[i], coef)
+				}
+			}
+			outs := []*Node{norm}
+			newP, newM, newV := make([]*Node, nt), make([]*Node, nt), make([]*Node, nt)
+			for i := range params {
+				newP[i], newM[i], newV[i] = opt.Update(params[i], g[i], m[i], v[i], stepN, lrN, decays(e.trainable[i]))
+			}
+			outs = append(outs, newP...)
+			outs = append(outs, newM...)
+			return append(outs, newV...)
+		}
+	})
+	if err != nil {
+		return 0, err
+	}
+	backend := e.Model.Backend()
+	args := make([]any, 0, 4*nt+3)
+	for _, group := range [][]*tensors.Tensor{e.weights(e.trainable), grads, e.m, e.v} {
+		for _, t := range group {
+			d, err := DonateTensorBuffer(t, backend, compute.DeviceNum(0))
+			if err != nil {
+				return 0, err
+			}
+			args = append(args, d)
+		}
+	}
+	args = append(args, tensors.FromScalar(float32(step)), tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(units)))
+	out, err := c.exec.Exec(args...)
+	if err != nil {
+		return 0, err
+	}
+	for i, n := range e.trainable {
+		e.Model.Weights[n] = out[1+i]
+		e.m[i] = out[1+nt+i]
+		e.v[i] = out[1+2*nt+i]
+	}
+	return float64(tensors.ToScalar[float32](out[0])), nil
+}
+
+func (e *Engine) weights(names []string) []*tensors.Tensor {
+	out := make([]*tensors.Tensor, len(names))
+	for i, n := range names {
+		out[i] = e.Model.Weights[n]
+	}
+	return out
+}
+
+// Evaluate returns the objective's loss and metrics per unit over every batch of eval.
+func (e *Engine) Evaluate(ctx context.Context, eval Batches) (map[string]float64, error) {
+	var lossSum, units float64
+	metrics := map[string]float64{}
+	for i := 0; i < eval.Len(); i++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		batch, err := eval.Batch(0, i)
+		if err != nil {
+			return nil, err
+		}
+		out, names, err := e.runEval(batch)
+		if err != nil {
+			return nil, err
+		}
+		lossSum += float64(tensors.ToScalar[float32](out[0]))
+		units += float64(tensors.ToScalar[float32](out[1]))
+		for j, n := range names {
+			metrics[n] += float64(tensors.ToScalar[float32](out[2+j]))
+		}
+	}
+	if units == 0 {
+		return nil, fmt.Errorf("evaluation set has no unit (token) to score")
+	}
+	res := map[string]float64{"loss": lossSum / units}
+	for k, v := range metrics {
+		res[k] = v / units
+	}
+	return res, nil
+}
+
+func (e *Engine) runEval(batch map[string]*tensors.Tensor) ([]*tensors.Tensor, []string, error) {
+	inputNames := batchNames(batch)
+	all := e.Model.Weights.Names()
+	c, err := e.graph("eval "+strings.Join(inputNames, ","), func(c *compiled) func([]*Node) []*Node {
+		return func(inputs []*Node) []*Node {
+			p := model.ParamsFromNodes(all, inputs[:len(all)])
+			b := map[string]*Node{}
+			for i, n := range inputNames {
+				b[n] = inputs[len(all)+i]
+			}
+			sum, count, metrics := e.Objective.Loss(e.Model.Decoder, p, b)
+			return lossOutputs(c, sum, count, metrics)
+		}
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	args := make([]any, 0, len(all)+len(inputNames))
+	for _, t := range e.weights(all) {
+		args = append(args, t)
+	}
+	for _, n := range inputNames {
+		args = append(args, batch[n])
+	}
+	out, err := c.exec.Exec(args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, c.metricNames, nil
+}
+
+func (e *Engine) finalize() {
+	for _, c := range e.graphs {
+		c.exec.Finalize()
+	}
+	e.graphs = nil
+}
