@@ -221,4 +221,3 @@ func (e *Engine) evaluateOnce(data Batches) (map[string]float64, error) {
 	defer e.finalize()
 	return e.Evaluate(context.Background(), data)
 }
-
