@@ -199,7 +199,7 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 		}
 		step := e.state.GlobalStep + 1
 		lr := e.Args.LearningRate * sched.Factor(step-1)
-		loss, metrics, units, err := e.optimizerStep(train, step, lr)
+		loss, metrics, _, seen, err := e.optimizerStep(train, step, lr)
 		if err != nil {
 			return Result{}, fmt.Errorf("train: step %d: %w", step, err)
 		}
@@ -208,8 +208,8 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 		}
 		e.state.GlobalStep = step
 		e.state.Epoch = float64(e.state.NextEpoch) + float64(e.state.NextIndex)/float64(train.Len())
-		tokens += units
-		e.state.TotalTokens += units
+		tokens += seen
+		e.state.TotalTokens += seen
 		windowLoss += loss
 		windowSteps++
 		runLoss += loss
@@ -223,7 +223,8 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 		logNow := (e.Args.LoggingSteps > 0 && step%e.Args.LoggingSteps == 0) || (step == 1 && e.Args.LoggingFirstStep) || step == total
 		if logNow {
 			entry := map[string]float64{
-				"loss": windowLoss / float64(windowSteps), "learning_rate": e.Args.LearningRate * sched.Factor(step),
+				// transformers logs the learning rate the step used (before the scheduler advances).
+				"loss": windowLoss / float64(windowSteps), "learning_rate": lr,
 				"epoch": e.state.Epoch, "step": float64(step), "num_tokens": e.state.TotalTokens,
 			}
 			for k, v := range windowMetrics {
@@ -277,15 +278,15 @@ func (e *Engine) log(step int, entry map[string]float64) error {
 // optimizerStep runs the accumulated micro-batches of one optimizer step and applies the update.
 // It returns the step's loss (summed loss / units across micro-batches), metrics per unit (plus
 // grad_norm before clipping) and the number of units.
-func (e *Engine) optimizerStep(train Batches, step int, lr float64) (float64, map[string]float64, float64, error) {
+func (e *Engine) optimizerStep(train Batches, step int, lr float64) (loss float64, metrics map[string]float64, units, tokens float64, err error) {
 	accum := e.Args.GradientAccumulationSteps
 	var grads []*tensors.Tensor
-	var lossSum, units float64
-	metrics := map[string]float64{}
+	var lossSum float64
+	metrics = map[string]float64{}
 	for micro := 0; micro < accum; micro++ {
 		batch, err := train.Batch(e.state.NextEpoch, e.state.NextIndex)
 		if err != nil {
-			return 0, nil, 0, err
+			return 0, nil, 0, 0, err
 		}
 		e.state.NextIndex++
 		if e.state.NextIndex >= train.Len() {
@@ -294,7 +295,7 @@ func (e *Engine) optimizerStep(train Batches, step int, lr float64) (float64, ma
 		}
 		out, names, err := e.runMicro(batch, grads)
 		if err != nil {
-			return 0, nil, 0, err
+			return 0, nil, 0, 0, err
 		}
 		lossSum += float64(tensors.ToScalar[float32](out[0]))
 		units += float64(tensors.ToScalar[float32](out[1]))
@@ -302,19 +303,45 @@ func (e *Engine) optimizerStep(train Batches, step int, lr float64) (float64, ma
 			metrics[n] += float64(tensors.ToScalar[float32](out[2+i]))
 		}
 		grads = out[2+len(names):]
+		seen, err := inputTokens(batch)
+		if err != nil {
+			return 0, nil, 0, 0, err
+		}
+		tokens += seen
 	}
 	if units == 0 {
-		return 0, nil, 0, fmt.Errorf("no trainable unit (token) in the step's %d micro-batch(es)", accum)
+		return 0, nil, 0, 0, fmt.Errorf("no trainable unit (token) in the step's %d micro-batch(es)", accum)
 	}
 	norm, err := e.apply(grads, step, lr, units)
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, 0, 0, err
 	}
 	for k := range metrics {
 		metrics[k] /= units
 	}
 	metrics["grad_norm"] = norm
-	return lossSum / units, metrics, units, nil
+	return lossSum / units, metrics, units, tokens, nil
+}
+
+// inputTokens counts a batch's real input tokens (attention_mask ones, else every input id), the
+// num_tokens transformers reports.
+func inputTokens(batch map[string]*tensors.Tensor) (float64, error) {
+	if mask, ok := batch["attention_mask"]; ok {
+		vals, err := tensors.CopyFlatData[int32](mask)
+		if err != nil {
+			return 0, fmt.Errorf("attention_mask: %w", err)
+		}
+		var n float64
+		for _, v := range vals {
+			n += float64(v)
+		}
+		return n, nil
+	}
+	ids, ok := batch["input_ids"]
+	if !ok {
+		return 0, fmt.Errorf("batch has no input_ids")
+	}
+	return float64(ids.Shape().Size()), nil
 }
 
 // batchNames returns a batch's input names, sorted: the order graphs receive them.

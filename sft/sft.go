@@ -1,0 +1,223 @@
+package sft
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"handbook/data"
+	"handbook/model"
+	"handbook/train"
+)
+
+// Config holds SFT's arguments (TRL's SFTConfig) on top of the engine's.
+type Config struct {
+	train.Args
+	PerDeviceTrainBatchSize int
+	PerDeviceEvalBatchSize  int
+	// Packing packs tokenized samples into rows of MaxLength tokens (Strategy defaults to bfd).
+	Packing         bool
+	PackingStrategy data.PackStrategy
+	MaxLength       int
+	// PaddingFree concatenates a batch's samples into one row (implied by packing, as in TRL).
+	PaddingFree bool
+	// PadID pads batches (TRL: the tokenizer's pad token, else EOS).
+	PadID int32
+	// Seed orders the data (transformers' data_seed, else seed).
+	Seed int64
+	// OverwriteOutputDir starts from scratch even when output_dir holds a checkpoint.
+	OverwriteOutputDir bool
+}
+
+// Trainer runs supervised fine-tuning of Model on tokenized samples.
+type Trainer struct {
+	Model  *model.Model
+	Config Config
+	// TrainSet and EvalSet are tokenized samples (data.Tokenize). EvalSet may be empty.
+	TrainSet, EvalSet []data.Sample
+	// TokenizerDir, when set, is copied (tokenizer.json, tokenizer_config.json, …) into the output.
+	TokenizerDir string
+	// Sinks and Progress are passed to the engine.
+	Sinks    []train.Sink
+	Progress func(step, total int, loss float64)
+}
+
+// Result is a finished run's summary, as train_results.json records it.
+type Result struct {
+	train.Result
+	ResumedFrom string
+	PackStats   *data.PackStats
+}
+
+// Train runs the training (resuming from the newest checkpoint in output_dir unless
+// OverwriteOutputDir) and saves the final model at output_dir.
+func (t *Trainer) Train(ctx context.Context) (Result, error) {
+	cfg := t.Config
+	if cfg.PerDeviceTrainBatchSize <= 0 {
+		cfg.PerDeviceTrainBatchSize = 8
+	}
+	if cfg.PerDeviceEvalBatchSize <= 0 {
+		cfg.PerDeviceEvalBatchSize = 8
+	}
+	if cfg.OutputDir == "" {
+		return Result{}, fmt.Errorf("sft: output_dir is required")
+	}
+	if st, err := os.Stat(cfg.OutputDir); err == nil && !st.IsDir() {
+		return Result{}, fmt.Errorf("sft: output_dir %s is a file", cfg.OutputDir)
+	}
+	var res Result
+	trainSamples := t.TrainSet
+	if cfg.Packing {
+		if cfg.MaxLength <= 0 {
+			return Result{}, fmt.Errorf("sft: packing needs max_length > 0")
+		}
+		packed, stats, err := data.Pack(trainSamples, data.PackConfig{SeqLength: cfg.MaxLength, Strategy: cfg.PackingStrategy})
+		if err != nil {
+			return Result{}, fmt.Errorf("sft: %w", err)
+		}
+		trainSamples, res.PackStats = packed, &stats
+		cfg.PaddingFree = true
+	}
+	if len(trainSamples) == 0 {
+		return Result{}, fmt.Errorf("sft: no training sample")
+	}
+	collate := data.CollateConfig{PadID: cfg.PadID, PaddingFree: cfg.PaddingFree}
+	trainBatches := &batches{samples: trainSamples, collate: collate,
+		sampler: data.Sampler{N: len(trainSamples), BatchSize: cfg.PerDeviceTrainBatchSize, Seed: cfg.Seed, Shuffle: true}}
+	var evalBatches train.Batches
+	if len(t.EvalSet) > 0 {
+		evalBatches = &batches{samples: t.EvalSet, collate: data.CollateConfig{PadID: cfg.PadID},
+			sampler: data.Sampler{N: len(t.EvalSet), BatchSize: cfg.PerDeviceEvalBatchSize}}
+	}
+
+	sinks := t.Sinks
+	jsonl, err := train.NewJSONLSink(filepath.Join(cfg.OutputDir, train.LogFile))
+	if err != nil {
+		return Result{}, fmt.Errorf("sft: %w", err)
+	}
+	defer jsonl.Close()
+	sinks = append(sinks, jsonl)
+	engine := &train.Engine{Model: t.Model, Objective: train.CausalLM{}, Args: cfg.Args, Sinks: sinks, Progress: t.Progress}
+	if !cfg.OverwriteOutputDir {
+		last, err := train.LastCheckpoint(cfg.OutputDir)
+		if err != nil {
+			return Result{}, fmt.Errorf("sft: %w", err)
+		}
+		if last != "" {
+			if err := engine.Resume(last); err != nil {
+				return Result{}, fmt.Errorf("sft: %w", err)
+			}
+			res.ResumedFrom = last
+		}
+	}
+	res.Result, err = engine.Train(ctx, trainBatches, evalBatches)
+	if err != nil {
+		return res, fmt.Errorf("sft: %w", err)
+	}
+	if err := t.saveOutput(res); err != nil {
+		return res, fmt.Errorf("sft: %w", err)
+	}
+	return res, nil
+}
+
+// saveOutput writes the final model, tokenizer files and result JSONs into output_dir.
+func (t *Trainer) saveOutput(res Result) error {
+	dir := t.Config.OutputDir
+	if err := t.Model.Save(dir, model.SaveOptions{}); err != nil {
+		return err
+	}
+	if t.TokenizerDir != "" {
+		for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"} {
+			if err := copyIfExists(filepath.Join(t.TokenizerDir, f), filepath.Join(dir, f)); err != nil {
+				return err
+			}
+		}
+	}
+	steps := float64(res.GlobalStep)
+	secs := res.Runtime.Seconds()
+	results := map[string]float64{
+		"epoch": res.State.Epoch, "train_loss": res.TrainLoss, "train_runtime": secs, "total_flos": 0,
+		"train_samples_per_second": steps * float64(t.Config.PerDeviceTrainBatchSize*max(1, t.Config.GradientAccumulationSteps)) / secs,
+		"train_steps_per_second":   steps / secs, "train_tokens_per_second": res.TokensPerSec,
+	}
+	for _, name := range []string{"train_results.json", "all_results.json"} {
+		if err := writeJSON(filepath.Join(dir, name), results); err != nil {
+			return err
+		}
+	}
+	return writeJSON(filepath.Join(dir, train.TrainerStateFile), map[string]any{
+		"global_step": res.GlobalStep, "epoch": res.State.Epoch, "log_history": res.State.LogHistory, "max_steps": res.State.MaxSteps,
+	})
+}
+
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+func copyIfExists(src, dst string) error {
+	in, err := os.Open(src)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// batches adapts data's sampler and collator to the engine's Batches.
+type batches struct {
+	samples []data.Sample
+	sampler data.Sampler
+	collate data.CollateConfig
+}
+
+func (b *batches) Len() int { return b.sampler.Steps() }
+
+func (b *batches) Batch(epoch, index int) (map[string]*tensors.Tensor, error) {
+	idx, err := b.sampler.Batch(epoch, index)
+	if err != nil {
+		return nil, err
+	}
+	picked := make([]data.Sample, len(idx))
+	for i, j := range idx {
+		picked[i] = b.samples[j]
+	}
+	batch, err := data.Collate(picked, b.collate)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]*tensors.Tensor{
+		"input_ids":      rows(batch.InputIDs),
+		"labels":         rows(batch.Labels),
+		"attention_mask": rows(batch.AttentionMask),
+		"position_ids":   rows(batch.PositionIDs),
+		"segment_ids":    rows(batch.SegmentIDs),
+	}, nil
+}
+
+func rows(r [][]int32) *tensors.Tensor {
+	flat := make([]int32, 0, len(r)*len(r[0]))
+	for _, row := range r {
+		flat = append(flat, row...)
+	}
+	return tensors.FromFlatDataAndDimensions(flat, len(r), len(r[0]))
+}
