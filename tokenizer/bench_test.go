@@ -2,7 +2,9 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,8 +38,17 @@ func BenchmarkEncodeCorpus(b *testing.B) {
 	for _, s := range corpus {
 		size += len(s)
 	}
-	for _, name := range []string{"qwen3", "mistral"} {
-		tok := loadFixture(b, name)
+	names := []string{"qwen3", "mistral"}
+	if os.Getenv(npmTokenizersEnv) != "" {
+		names = append(names, npmFixtures...)
+	}
+	for _, name := range names {
+		var tok *Tokenizer
+		if slices.Contains(npmFixtures, name) {
+			tok = loadNPMFixture(b, name)
+		} else {
+			tok = loadFixture(b, name)
+		}
 		b.Run(name, func(b *testing.B) {
 			b.SetBytes(int64(size))
 			for b.Loop() {

@@ -20,41 +20,57 @@ type chatGolden struct {
 			AddGenerationPrompt bool            `json:"add_generation_prompt"`
 			Kwargs              map[string]any  `json:"kwargs"`
 			Text                string          `json:"text"`
-			IDs                 []int           `json:"ids"`
-			AssistantMasks      []int           `json:"assistant_masks"`
+			Error               string          `json:"error"` // the template raised this instead
+
+			IDs            []int `json:"ids"`
+			AssistantMasks []int `json:"assistant_masks"`
 		} `json:"cases"`
 	} `json:"templates"`
 }
 
 func TestChatTemplatesMatchGoldens(t *testing.T) {
 	for _, name := range []string{"qwen3", "mistral"} {
-		tok := loadFixture(t, name)
-		var golden chatGolden
-		require.NoError(t, json.Unmarshal(readGz(t, filepath.Join("testdata", name, "chat_goldens.json.gz")), &golden))
-		for _, tg := range golden.Templates {
-			var tmpl *ChatTemplate
-			var err error
-			if tg.Template == nil {
-				tmpl, err = tok.ChatTemplate("")
-			} else {
-				tmpl, err = tok.WithChatTemplate(*tg.Template)
-			}
-			require.NoError(t, err)
-			for _, c := range tg.Cases {
-				t.Run(fmt.Sprintf("%s/%s/%s/gen=%v/%v", name, tg.TemplateName, c.Conversation, c.AddGenerationPrompt, c.Kwargs), func(t *testing.T) {
-					opts := RenderOptions{AddGenerationPrompt: c.AddGenerationPrompt, Tools: c.Tools, Kwargs: c.Kwargs}
-					text, err := tmpl.Render(c.Messages, opts)
-					require.NoError(t, err)
-					require.Equal(t, c.Text, text)
-					if c.AssistantMasks == nil {
-						return
-					}
-					ids, mask, err := tok.EncodeChat(tmpl, c.Messages, opts)
-					require.NoError(t, err)
-					require.Equal(t, c.IDs, ids)
-					require.Equal(t, c.AssistantMasks, mask)
-				})
-			}
+		t.Run(name, func(t *testing.T) {
+			checkChatGoldens(t, loadFixture(t, name), filepath.Join("testdata", name, "chat_goldens.json.gz"))
+		})
+	}
+}
+
+// checkChatGoldens asserts that tok renders every case of a chat_goldens.json.gz
+// file byte-identically (or fails with the recorded error), and, where the
+// golden has them, reproduces the ids and assistant masks.
+func checkChatGoldens(t *testing.T, tok *Tokenizer, goldenPath string) {
+	t.Helper()
+	var golden chatGolden
+	require.NoError(t, json.Unmarshal(readGz(t, goldenPath), &golden))
+	require.NotEmpty(t, golden.Templates)
+	for _, tg := range golden.Templates {
+		var tmpl *ChatTemplate
+		var err error
+		if tg.Template == nil {
+			tmpl, err = tok.ChatTemplate("")
+		} else {
+			tmpl, err = tok.WithChatTemplate(*tg.Template)
+		}
+		require.NoError(t, err)
+		for _, c := range tg.Cases {
+			t.Run(fmt.Sprintf("%s/%s/gen=%v/%v", tg.TemplateName, c.Conversation, c.AddGenerationPrompt, c.Kwargs), func(t *testing.T) {
+				opts := RenderOptions{AddGenerationPrompt: c.AddGenerationPrompt, Tools: c.Tools, Kwargs: c.Kwargs}
+				text, err := tmpl.Render(c.Messages, opts)
+				if c.Error != "" {
+					require.ErrorContains(t, err, c.Error)
+					return
+				}
+				require.NoError(t, err)
+				require.Equal(t, c.Text, text)
+				if c.AssistantMasks == nil {
+					return
+				}
+				ids, mask, err := tok.EncodeChat(tmpl, c.Messages, opts)
+				require.NoError(t, err)
+				require.Equal(t, c.IDs, ids)
+				require.Equal(t, c.AssistantMasks, mask)
+			})
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -66,32 +67,39 @@ var goldenFixtures = []string{"qwen3", "mistral", "synthetic/unigram", "syntheti
 func TestEncodeMatchesGoldens(t *testing.T) {
 	for _, name := range goldenFixtures {
 		t.Run(name, func(t *testing.T) {
-			tok := loadFixture(t, name)
-			var golden struct{ Cases []encodeGolden }
-			require.NoError(t, json.Unmarshal(readGz(t, filepath.Join("testdata", name, "encode_goldens.json.gz")), &golden))
-			require.GreaterOrEqual(t, len(golden.Cases), 2000)
-			mismatches := 0
-			for i, c := range golden.Cases {
-				ids, err := tok.Encode(c.Text, false)
-				require.NoError(t, err)
-				idsSpecial, err := tok.Encode(c.Text, true)
-				require.NoError(t, err)
-				ids, idsSpecial = append([]int{}, ids...), append([]int{}, idsSpecial...)
-				ok := equalInts(ids, c.IDs) && equalInts(idsSpecial, c.IDsSpecial) &&
-					tok.Decode(c.IDsSpecial, false) == c.Decoded && tok.Decode(c.IDsSpecial, true) == c.DecodedSkip
-				if !ok {
-					mismatches++
-					if mismatches <= 3 {
-						require.Equal(t, c.IDs, ids, "case %d %q", i, c.Text)
-						require.Equal(t, c.IDsSpecial, idsSpecial, "case %d %q", i, c.Text)
-						require.Equal(t, c.Decoded, tok.Decode(c.IDsSpecial, false), "case %d %q", i, c.Text)
-						require.Equal(t, c.DecodedSkip, tok.Decode(c.IDsSpecial, true), "case %d %q", i, c.Text)
-					}
-				}
-			}
-			require.Zero(t, mismatches, "%d/%d cases differ", mismatches, len(golden.Cases))
+			checkEncodeGoldens(t, loadFixture(t, name), filepath.Join("testdata", name, "encode_goldens.json.gz"))
 		})
 	}
+}
+
+// checkEncodeGoldens asserts that tok reproduces every case of an
+// encode_goldens.json.gz file: ids with and without special tokens, and decodes
+// with and without skip_special_tokens.
+func checkEncodeGoldens(t *testing.T, tok *Tokenizer, goldenPath string) {
+	t.Helper()
+	var golden struct{ Cases []encodeGolden }
+	require.NoError(t, json.Unmarshal(readGz(t, goldenPath), &golden))
+	require.GreaterOrEqual(t, len(golden.Cases), 2000)
+	mismatches := 0
+	for i, c := range golden.Cases {
+		ids, err := tok.Encode(c.Text, false)
+		require.NoError(t, err)
+		idsSpecial, err := tok.Encode(c.Text, true)
+		require.NoError(t, err)
+		ids, idsSpecial = append([]int{}, ids...), append([]int{}, idsSpecial...)
+		ok := equalInts(ids, c.IDs) && equalInts(idsSpecial, c.IDsSpecial) &&
+			tok.Decode(c.IDsSpecial, false) == c.Decoded && tok.Decode(c.IDsSpecial, true) == c.DecodedSkip
+		if !ok {
+			mismatches++
+			if mismatches <= 3 {
+				assert.Equal(t, c.IDs, ids, "case %d %q", i, c.Text)
+				assert.Equal(t, c.IDsSpecial, idsSpecial, "case %d %q", i, c.Text)
+				assert.Equal(t, c.Decoded, tok.Decode(c.IDsSpecial, false), "case %d %q", i, c.Text)
+				assert.Equal(t, c.DecodedSkip, tok.Decode(c.IDsSpecial, true), "case %d %q", i, c.Text)
+			}
+		}
+	}
+	require.Zero(t, mismatches, "%d/%d cases differ", mismatches, len(golden.Cases))
 }
 
 func equalInts(a, b []int) bool {

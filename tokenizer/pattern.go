@@ -15,6 +15,9 @@ import (
 type pattern struct {
 	literal string
 	re      *regexp2.Regexp
+	// fastDigits > 0: re is llama3SplitRegex or qwenSplitRegex, matched by
+	// fastSplitSpans instead (see fastsplit.go).
+	fastDigits int
 }
 
 func parsePattern(raw json.RawMessage) (pattern, error) {
@@ -33,7 +36,7 @@ func parsePattern(raw json.RawMessage) (pattern, error) {
 		if err != nil {
 			return pattern{}, fmt.Errorf("pattern regex %q: %w", *p.Regex, err)
 		}
-		return pattern{re: re}, nil
+		return pattern{re: re, fastDigits: fastSplitters[*p.Regex]}, nil
 	}
 	return pattern{}, fmt.Errorf("pattern %s: want a String or Regex key", raw)
 }
@@ -54,6 +57,9 @@ func (p pattern) findAll(s string) ([][2]int, error) {
 			i += k + len(p.literal)
 		}
 	}
+	if p.fastDigits > 0 {
+		return fastSplitSpans(s, p.fastDigits), nil
+	}
 	return regexSpans(p.re, s)
 }
 
@@ -69,6 +75,8 @@ func regexSpans(re *regexp2.Regexp, s string) ([][2]int, error) {
 			off += w
 		} else {
 			off += utf8.RuneLen(r)
+			// Match with HF's Unicode version, not Go's (see unicode_compat.go).
+			runes[i] = onigRune(r)
 		}
 	}
 	byteAt[len(runes)] = off

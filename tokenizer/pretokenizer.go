@@ -43,9 +43,6 @@ func parseBehavior(s string) (splitBehavior, error) {
 // gpt2Pattern is the ByteLevel pre-tokenizer's built-in split.
 var gpt2Pattern = regexp2.MustCompile(`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`, regexp2.None)
 
-// whitespacePattern is the Whitespace pre-tokenizer's split (kept matches).
-var whitespacePattern = regexp2.MustCompile(`\w+|[^\w\s]+`, regexp2.None)
-
 func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 	if isNull(raw) {
 		return nil, nil
@@ -134,11 +131,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		return metaspace(head.Replacement, head.PrependScheme, head.AddPrefixSpace, head.Split)
 	case "Whitespace":
 		return func(n normString) ([]normString, error) {
-			spans, err := regexSpans(whitespacePattern, n.s)
-			if err != nil {
-				return nil, err
-			}
-			return splitSpans(n, spans, splitRemoved, true), nil
+			return splitSpans(n, whitespaceSpans(n.s), splitRemoved, true), nil
 		}, nil
 	case "WhitespaceSplit":
 		return charSplitter(unicode.IsSpace, splitRemoved), nil
