@@ -26,6 +26,12 @@ func (s Selection) String() string {
 	return fmt.Sprintf("backend %s (%s)", s.Config, s.Reason)
 }
 
+// GoConfig is the pure-Go backend as this library uses it: ops run one after another, each op
+// still parallel inside (matmuls). On the 2-core bench machine that is 14% faster than the
+// default op-level parallelism for a training step (docs/PERFORMANCE.md); GOMLX_BACKEND=go
+// restores GoMLX's default.
+const GoConfig = "go:ops_sequential"
+
 func init() {
 	// Never download a plugin behind the user's back: offline machines must fall back to Go.
 	xla.EnableAutoInstall(false)
@@ -46,7 +52,7 @@ func Choose() Selection {
 		}
 		return Selection{Config: "xla:" + name, Reason: fmt.Sprintf("PJRT plugins found: %s", strings.Join(plugins, ", "))}
 	}
-	return Selection{Config: "go", Reason: "no PJRT plugin found; using the pure-Go backend"}
+	return Selection{Config: GoConfig, Reason: "no PJRT plugin found; using the pure-Go backend"}
 }
 
 // New creates the chosen backend. When XLA was picked only because a plugin was found and it
@@ -60,7 +66,7 @@ func New() (compute.Backend, Selection, error) {
 	if _, forced := os.LookupEnv(EnvVar); forced {
 		return nil, sel, fmt.Errorf("backend %q from %s: %w", sel.Config, EnvVar, err)
 	}
-	fallback := Selection{Config: "go", Reason: fmt.Sprintf("%s failed to start (%v); using the pure-Go backend", sel.Config, err)}
+	fallback := Selection{Config: GoConfig, Reason: fmt.Sprintf("%s failed to start (%v); using the pure-Go backend", sel.Config, err)}
 	b, err = newWithConfig(fallback.Config)
 	if err != nil {
 		return nil, fallback, fmt.Errorf("go backend: %w", err)

@@ -2,6 +2,7 @@ package train
 
 import (
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads better unqualified
+	"strings"
 )
 
 // AdamW is torch.optim.AdamW: Adam moments with bias correction and weight decay decoupled from
@@ -36,4 +37,9 @@ func (o AdamW) Update(param, grad, m, v, step, lr *Node, decay bool) (newParam, 
 	}
 	p = Sub(p, Mul(stepSize, Div(newM, denom)))
 	return ConvertDType(p, dtype), newM, newV
+}
+
+// decays follows transformers: no weight decay on biases and norm weights.
+func decays(name string) bool {
+	return !strings.HasSuffix(name, ".bias") && !strings.Contains(name, "norm")
 }

@@ -248,7 +248,8 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 				return Result{}, err
 			}
 		}
-		if e.Args.SaveSteps > 0 && step%e.Args.SaveSteps == 0 && step != total && e.Args.OutputDir != "" {
+		// transformers also checkpoints the last step whenever it saves by steps.
+		if e.Args.SaveSteps > 0 && (step%e.Args.SaveSteps == 0 || step == total) && e.Args.OutputDir != "" {
 			if err := e.SaveCheckpoint(); err != nil {
 				return Result{}, fmt.Errorf("train: %w", err)
 			}
@@ -376,7 +377,9 @@ func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Ten
 			for i, n := range inputNames {
 				b[n] = rest[i]
 			}
-			sum, count, metrics := e.Objective.Loss(e.Model.Decoder, p, b)
+			dec := *e.Model.Decoder
+			dec.FastGradients = true // a training graph: hand-written gradients on the Go backend
+			sum, count, metrics := e.Objective.Loss(&dec, p, b)
 			outs := lossOutputs(c, sum, count, metrics)
 			g := Gradient(sum, trainable...)
 			for i := range g {

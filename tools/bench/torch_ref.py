@@ -9,7 +9,10 @@ One step = forward + loss (labels = inputs) + backward + torch.optim.AdamW step 
 Prints one JSON line:
   {"s_per_step", "tokens_per_s", "peak_rss_mb", "torch", "transformers", "threads", "attn", ...}
 
-    python tools/bench/torch_ref.py [--steps 10] [--attn eager|sdpa]
+    python tools/bench/torch_ref.py [--steps 10] [--attn eager|sdpa] [--tiny]
+
+--tiny times the demo model instead (recipes/tiny/model/config.json, batch 32 x seq 64), the
+shape of the Go BenchmarkTinyDemoStep in package sft.
 """
 
 import argparse
@@ -40,29 +43,37 @@ def main():
     ap.add_argument("--attn", choices=["eager", "sdpa"], default="eager")
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--tiny", action="store_true")
     a = ap.parse_args()
+    vocab, batch, seq = VOCAB, BATCH, SEQ
 
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     transformers.logging.set_verbosity_error()
-    cfg = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=HIDDEN,
-        intermediate_size=INTERMEDIATE,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
-        max_position_embeddings=SEQ,
-        tie_word_embeddings=False,
-        hidden_act="silu",
-        rms_norm_eps=1e-6,
-        rope_theta=10000.0,
-        use_cache=False,
-    )
+    if a.tiny:
+        here = os.path.dirname(os.path.abspath(__file__))
+        with open(os.path.join(here, "../../recipes/tiny/model/config.json")) as f:
+            cfg = LlamaConfig(**json.load(f), use_cache=False)
+        vocab, batch, seq = cfg.vocab_size, 32, 64
+    else:
+        cfg = LlamaConfig(
+            vocab_size=VOCAB,
+            hidden_size=HIDDEN,
+            intermediate_size=INTERMEDIATE,
+            num_hidden_layers=LAYERS,
+            num_attention_heads=HEADS,
+            num_key_value_heads=KV_HEADS,
+            max_position_embeddings=SEQ,
+            tie_word_embeddings=False,
+            hidden_act="silu",
+            rms_norm_eps=1e-6,
+            rope_theta=10000.0,
+            use_cache=False,
+        )
     model = LlamaForCausalLM._from_config(cfg, attn_implementation=a.attn, dtype=torch.float32)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=0.0)
-    ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(0))
 
     def step():
         loss = model(input_ids=ids, labels=ids, use_cache=False).loss
@@ -82,7 +93,7 @@ def main():
         json.dumps(
             {
                 "s_per_step": round(dt, 4),
-                "tokens_per_s": round(BATCH * SEQ / dt, 1),
+                "tokens_per_s": round(batch * seq / dt, 1),
                 # ru_maxrss is KiB on Linux, bytes on macOS
                 "peak_rss_mb": round(
                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
