@@ -262,6 +262,10 @@ type TrainingArguments struct {
 	TruncationMode string `mapstructure:"truncation_mode" task:"sft,dpo"`
 	// PaddingFree packs a batch into one row without padding (SFT, DPO).
 	PaddingFree bool `mapstructure:"padding_free" task:"sft,dpo"`
+	// PadToMultipleOf rounds padded batch rows up to a multiple; nil means
+	// the trainer's default (SFT, DPO). Each distinct row length compiles
+	// its own graph, so rounding trades a little padding for fewer compiles.
+	PadToMultipleOf *int `mapstructure:"pad_to_multiple_of" task:"sft,dpo"`
 	// LossType is the loss: SFT "nll" (default) or "dft"; DPO one or more of
 	// TRL's loss types (default ["sigmoid"]), combined with LossWeights.
 	LossType []string `mapstructure:"loss_type" task:"sft,dpo"`

@@ -235,3 +235,30 @@ func writeFileAtomic(path string, data []byte) error {
 	}
 	return os.Rename(tmp.Name(), path)
 }
+
+// Init reads dir's config.json and draws fresh weights for it (RandomWeights): a from-scratch
+// model, for a directory that has a config but no checkpoint.
+func Init(backend compute.Backend, dir string, dtype dtypes.DType, seed uint64) (*Model, error) {
+	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	if dtype == dtypes.InvalidDType {
+		dtype = dtypes.Float32
+	}
+	w, err := RandomWeights(cfg, dtype, seed)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dir, err)
+	}
+	return New(backend, cfg, w)
+}
+
+// HasWeights reports whether dir holds a safetensors checkpoint (single file or index).
+func HasWeights(dir string) bool {
+	for _, f := range []string{"model.safetensors", "model.safetensors.index.json"} {
+		if _, err := os.Stat(filepath.Join(dir, f)); err == nil {
+			return true
+		}
+	}
+	return false
+}

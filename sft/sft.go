@@ -28,6 +28,9 @@ type Config struct {
 	PaddingFree bool
 	// PadID pads batches (TRL: the tokenizer's pad token, else EOS).
 	PadID int32
+	// PadToMultipleOf rounds padded rows up (TRL's pad_to_multiple_of); it also bounds the number
+	// of distinct batch shapes, each of which compiles its own graph.
+	PadToMultipleOf int
 	// Seed orders the data (transformers' data_seed, else seed).
 	Seed int64
 	// OverwriteOutputDir starts from scratch even when output_dir holds a checkpoint.
@@ -86,12 +89,12 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if len(trainSamples) == 0 {
 		return Result{}, fmt.Errorf("sft: no training sample")
 	}
-	collate := data.CollateConfig{PadID: cfg.PadID, PaddingFree: cfg.PaddingFree}
+	collate := data.CollateConfig{PadID: cfg.PadID, PaddingFree: cfg.PaddingFree, PadToMultipleOf: cfg.PadToMultipleOf}
 	trainBatches := &batches{samples: trainSamples, collate: collate,
 		sampler: data.Sampler{N: len(trainSamples), BatchSize: cfg.PerDeviceTrainBatchSize, Seed: cfg.Seed, Shuffle: true}}
 	var evalBatches train.Batches
 	if len(t.EvalSet) > 0 {
-		evalBatches = &batches{samples: t.EvalSet, collate: data.CollateConfig{PadID: cfg.PadID},
+		evalBatches = &batches{samples: t.EvalSet, collate: data.CollateConfig{PadID: cfg.PadID, PadToMultipleOf: cfg.PadToMultipleOf},
 			sampler: data.Sampler{N: len(t.EvalSet), BatchSize: cfg.PerDeviceEvalBatchSize}}
 	}
 

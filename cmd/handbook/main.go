@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 )
 
 // command is one subcommand: it parses its own flags from args and writes to stdout/stderr.
@@ -19,10 +20,12 @@ type command struct {
 }
 
 var commands = []command{
+	{"sft", "supervised fine-tuning from a recipe (run_sft.py)", runSFT},
 	{"generate", "continue a prompt with a model (greedy or sampled)", runGenerate},
 	{"eval", "mean next-token loss and perplexity of a model on tokens or text", runEval},
 	{"tokenize", "encode text to token ids, or decode ids to text", runTokenize},
 	{"template", "render a conversation with the tokenizer's chat template", runTemplate},
+	{"version", "print the version", runVersion},
 }
 
 func main() {
@@ -65,4 +68,14 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `handbook <command> -h` for a command's flags.")
+}
+
+// version is the module version stamped by the build, "devel" otherwise.
+func runVersion(_ context.Context, _ []string, stdout, _ io.Writer) error {
+	v := "devel"
+	if info, ok := debug.ReadBuildInfo(); ok && info.Main.Version != "" && info.Main.Version != "(devel)" {
+		v = info.Main.Version
+	}
+	_, err := fmt.Fprintln(stdout, "handbook", v)
+	return err
 }

@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/schollz/progressbar/v3"
+
+	"handbook"
+)
+
+// runSFT is `handbook sft RECIPE.yaml [--key=value …]`, the handbook's run_sft.py. The CLI-only
+// flag --exact_match=N scores N held-out conversations before and after training.
+func runSFT(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stderr, "usage: handbook sft RECIPE.yaml [--key=value …] [--exact_match=N]\n\n"+
+			"Keys are the recipe's (transformers TrainingArguments, TRL SFTConfig, model and data arguments).\n"+
+			"--exact_match=N reports greedy exact match on N held-out conversations before and after training.")
+		return flag.ErrHelp
+	}
+	exact := 0
+	var rest []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if v, ok := strings.CutPrefix(a, "--exact_match="); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("--exact_match: want a count, got %q", v)
+			}
+			exact = n
+			continue
+		}
+		rest = append(rest, a)
+	}
+	path, overrides, err := handbook.ParseArgs(rest)
+	if err != nil {
+		return err
+	}
+	recipe, err := handbook.LoadRecipe(path, handbook.TaskSFT, overrides)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+	var bar *progressbar.ProgressBar
+	progress := func(step, total int, loss float64) {
+		if bar == nil {
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription("sft"),
+				progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
+		}
+		bar.Describe(fmt.Sprintf("sft loss %.4f", loss))
+		_ = bar.Set(step)
+	}
+	if f, ok := stderr.(*os.File); !ok || !isTerminal(f) {
+		progress = func(step, total int, loss float64) {
+			if step == 1 || step%50 == 0 || step == total {
+				fmt.Fprintf(stderr, "step %d/%d loss %.4f\n", step, total, loss)
+			}
+		}
+	}
+	res, err := handbook.Run(ctx, recipe, handbook.RunOptions{Logger: logger, Progress: progress, ExactMatch: exact})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "trained %d steps in %s (%.0f tokens/s), train loss %.4f; model saved to %s\n",
+		res.Train.GlobalStep, res.Train.Runtime.Round(1e8), res.Train.TokensPerSec, res.Train.TrainLoss, res.OutputDir)
+	if res.ExactMatchBefore != nil && res.ExactMatchAfter != nil {
+		fmt.Fprintf(stdout, "held-out exact match: %.1f%% before, %.1f%% after training\n", 100**res.ExactMatchBefore, 100**res.ExactMatchAfter)
+	}
+	return nil
+}
+
+// isTerminal reports whether f is a character device (a terminal), where a progress bar belongs.
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

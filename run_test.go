@@ -1,0 +1,84 @@
+package handbook
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"handbook/backend"
+	"handbook/model"
+)
+
+const tinyRecipe = "recipes/tiny/sft/config_full.yaml"
+
+// TestRunTinyRecipe runs the bundled demo recipe for a few steps and checks the output directory
+// is what transformers' Trainer leaves (and loads back), with the logs the recipe asks for.
+func TestRunTinyRecipe(t *testing.T) {
+	out := t.TempDir()
+	r, err := LoadRecipe(tinyRecipe, TaskSFT, []string{"--max_steps=6", "--eval_steps=3", "--save_steps=3", "--logging_steps=2", "--output_dir=" + out})
+	require.NoError(t, err)
+	var steps []int
+	res, err := Run(context.Background(), r, RunOptions{ExactMatch: 8, Progress: func(step, _ int, _ float64) { steps = append(steps, step) }})
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 2, 3, 4, 5, 6}, steps)
+	assert.Equal(t, 6, res.Train.GlobalStep)
+	assert.Equal(t, 2500, res.TrainRows)
+	assert.Equal(t, 200, res.TestRows)
+	require.NotNil(t, res.ExactMatchBefore)
+	require.NotNil(t, res.ExactMatchAfter)
+	for _, f := range []string{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "train_results.json",
+		"all_results.json", "trainer_state.json", "metrics.jsonl", "loss.png", "checkpoint-6/trainer_state.json"} {
+		assert.FileExists(t, filepath.Join(out, f))
+	}
+	assert.NoDirExists(t, filepath.Join(out, "checkpoint-3"), "save_total_limit: 1 keeps the last checkpoint only")
+	events, err := filepath.Glob(filepath.Join(out, "runs", "*", "events.out.tfevents.*"))
+	require.NoError(t, err)
+	assert.Len(t, events, 1, "report_to: tensorboard")
+
+	var state struct {
+		GlobalStep int                  `json:"global_step"`
+		LogHistory []map[string]float64 `json:"log_history"`
+	}
+	data, err := os.ReadFile(filepath.Join(out, "trainer_state.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &state))
+	assert.Equal(t, 6, state.GlobalStep)
+	var evals int
+	for _, e := range state.LogHistory {
+		if _, ok := e["eval_loss"]; ok {
+			evals++
+		}
+	}
+	assert.Equal(t, 2, evals, "eval at steps 3 and 6")
+
+	b, _, err := backend.New()
+	require.NoError(t, err)
+	m, err := model.Load(b, out, model.LoadOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, model.Llama, m.Config.ModelType)
+}
+
+func TestRunErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		overrides []string
+		want      string
+	}{
+		{"missing model", []string{"--model_name_or_path=/nonexistent/model"}, "not a local directory"},
+		{"missing dataset", []string{`--dataset_mixture={"datasets":[{"id":"/nonexistent/data","split":"train"}]}`}, "/nonexistent/data"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := LoadRecipe(tinyRecipe, TaskSFT, append(tc.overrides, "--output_dir="+t.TempDir()))
+			require.NoError(t, err)
+			_, err = Run(context.Background(), r, RunOptions{})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Contains(t, err.Error(), tinyRecipe)
+		})
+	}
+}
