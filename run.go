@@ -250,7 +250,7 @@ func namedDataset(ctx context.Context, loader data.Loader, d DataArguments) (*da
 // sftConfig maps the recipe's training arguments onto the SFT trainer.
 func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Logger) (sft.Config, error) {
 	tc := r.Training
-	opt, err := optimizer(r)
+	opt, err := optimizer(r, log)
 	if err != nil {
 		return sft.Config{}, err
 	}
@@ -310,14 +310,23 @@ func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Log
 // a run compiles a few graphs instead of one per length.
 const defaultPadMultiple = 16
 
-// optimizer maps `optim` names: the AdamW family (paged and 8-bit variants run as plain AdamW).
-func optimizer(r *Recipe) (train.AdamW, error) {
+// optimizer maps `optim` names onto the optimizers transformers builds for them: the AdamW family
+// (paged and 8-bit variants run as plain float32 AdamW, with a warning), rmsprop and sgd.
+func optimizer(r *Recipe, log *slog.Logger) (train.Optimizer, error) {
 	tc := r.Training
 	name := tc.Optim
-	if !strings.HasPrefix(name, "adamw") && !strings.HasPrefix(name, "paged_adamw") {
-		return train.AdamW{}, fmt.Errorf("%s: optim %q is not implemented yet (the adamw family is)", r.Path, name)
+	switch {
+	case name == "rmsprop":
+		return train.RMSprop{Alpha: 0.99, Epsilon: 1e-8, WeightDecay: tc.WeightDecay}, nil
+	case name == "sgd":
+		return train.SGD{WeightDecay: tc.WeightDecay}, nil
+	case strings.Contains(name, "8bit") || strings.HasPrefix(name, "paged_"):
+		log.Warn("optim has no CPU implementation here: using float32 AdamW", "optim", name, "file", r.Path)
+		fallthrough
+	case strings.HasPrefix(name, "adamw"):
+		return train.AdamW{Beta1: tc.AdamBeta1, Beta2: tc.AdamBeta2, Epsilon: tc.AdamEpsilon, WeightDecay: tc.WeightDecay}, nil
 	}
-	return train.AdamW{Beta1: tc.AdamBeta1, Beta2: tc.AdamBeta2, Epsilon: tc.AdamEpsilon, WeightDecay: tc.WeightDecay}, nil
+	return nil, fmt.Errorf("%s: optim %q is not implemented (adamw_torch, adamw_torch_fused, the paged/8-bit AdamW variants, rmsprop and sgd are)", r.Path, name)
 }
 
 // conversations returns up to n held-out conversations ending with an assistant turn.

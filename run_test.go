@@ -3,6 +3,7 @@ package handbook
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"handbook/backend"
 	"handbook/model"
+	"handbook/train"
 )
 
 const tinyRecipe = "recipes/tiny/sft/config_full.yaml"
@@ -79,6 +81,34 @@ func TestRunErrors(t *testing.T) {
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.Contains(t, err.Error(), tinyRecipe)
+		})
+	}
+}
+
+func TestOptimizerNames(t *testing.T) {
+	for _, tc := range []struct {
+		optim string
+		want  train.Optimizer
+		err   string
+	}{
+		{"adamw_torch", train.AdamW{Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, WeightDecay: 0.01}, ""},
+		{"paged_adamw_8bit", train.AdamW{Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, WeightDecay: 0.01}, ""},
+		{"rmsprop", train.RMSprop{Alpha: 0.99, Epsilon: 1e-8, WeightDecay: 0.01}, ""},
+		{"sgd", train.SGD{WeightDecay: 0.01}, ""},
+		{"adafactor", nil, `optim "adafactor" is not implemented`},
+	} {
+		t.Run(tc.optim, func(t *testing.T) {
+			r, err := LoadRecipe(tinyRecipe, TaskSFT, []string{"--optim=" + tc.optim})
+			require.NoError(t, err)
+			got, err := optimizer(r, slog.New(slog.DiscardHandler))
+			if tc.err != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tc.err)
+				assert.Contains(t, err.Error(), tinyRecipe)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
 		})
 	}
 }

@@ -17,14 +17,12 @@ import (
 	"handbook/safetensors"
 )
 
-// Checkpoint files besides the weights. Optimizer moments go to safetensors (not torch's
-// optimizer.pt pickle), named exp_avg/<weight> and exp_avg_sq/<weight> like torch's AdamW state.
+// Checkpoint files besides the weights. Optimizer state goes to safetensors (not torch's
+// optimizer.pt pickle), named <state>/<weight> with torch's state keys (exp_avg/…, exp_avg_sq/…).
 const (
 	TrainerStateFile = "trainer_state.json"
 	OptimizerFile    = "optimizer.safetensors"
 	checkpointPrefix = "checkpoint-"
-	momentPrefix     = "exp_avg/"
-	sqMomentPrefix   = "exp_avg_sq/"
 )
 
 // trainerState is transformers' trainer_state.json, plus the data position needed to resume.
@@ -73,20 +71,22 @@ func (e *Engine) SaveCheckpoint() error {
 }
 
 func (e *Engine) writeCheckpoint(dir string) error {
-	if err := e.Model.Save(dir, model.SaveOptions{}); err != nil {
+	if e.Weights != nil {
+		if err := e.Weights.SaveWeights(dir); err != nil {
+			return err
+		}
+	} else if err := e.Model.Save(dir, model.SaveOptions{}); err != nil {
 		return err
 	}
 	var sources []safetensors.Source
+	names := e.Args.Optimizer.StateNames()
 	for i, n := range e.trainable {
-		for _, moment := range []struct {
-			prefix string
-			t      *tensors.Tensor
-		}{{momentPrefix, e.m[i]}, {sqMomentPrefix, e.v[i]}} {
-			vals, err := tensors.CopyFlatData[float32](moment.t)
+		for j, t := range e.optState[i] {
+			vals, err := tensors.CopyFlatData[float32](t)
 			if err != nil {
 				return fmt.Errorf("optimizer state of %s: %w", n, err)
 			}
-			sources = append(sources, safetensors.Float32Source(moment.prefix+n, moment.t.Shape().Dimensions, vals))
+			sources = append(sources, safetensors.Float32Source(names[j]+"/"+n, t.Shape().Dimensions, vals))
 		}
 	}
 	if err := safetensors.Save(filepath.Join(dir, OptimizerFile), sources, nil); err != nil {
@@ -167,7 +167,14 @@ func LastCheckpoint(outputDir string) (string, error) {
 // Resume restores weights, optimizer moments, step, data position and log history from a
 // checkpoint directory, so Train continues exactly where the checkpointed run was.
 func (e *Engine) Resume(dir string) error {
-	w, err := model.LoadWeights(dir, e.Model.Config, e.Model.DType())
+	e.Args.setDefaults()
+	var w map[string]*tensors.Tensor
+	var err error
+	if e.Weights != nil {
+		w, err = e.Weights.LoadWeights(dir)
+	} else {
+		w, err = model.LoadWeights(dir, e.Model.Config, e.Model.DType())
+	}
 	if err != nil {
 		return fmt.Errorf("resume from %s: %w", dir, err)
 	}
@@ -187,16 +194,15 @@ func (e *Engine) Resume(dir string) error {
 	for n, t := range w {
 		e.Model.Weights[n] = t
 	}
-	e.m, e.v = nil, nil
+	e.optState = nil
+	names := e.Args.Optimizer.StateNames()
 	for _, n := range e.Model.Weights.Names() {
 		if e.Trainable != nil && !e.Trainable(n) {
 			continue
 		}
-		for _, target := range []struct {
-			prefix string
-			dst    *[]*tensors.Tensor
-		}{{momentPrefix, &e.m}, {sqMomentPrefix, &e.v}} {
-			t, err := opt.Tensor(target.prefix + n)
+		state := make([]*tensors.Tensor, len(names))
+		for j, sn := range names {
+			t, err := opt.Tensor(sn + "/" + n)
 			if err != nil {
 				return fmt.Errorf("resume from %s: %w", dir, err)
 			}
@@ -204,8 +210,9 @@ func (e *Engine) Resume(dir string) error {
 			if err != nil {
 				return fmt.Errorf("resume from %s: %w", dir, err)
 			}
-			*target.dst = append(*target.dst, tensors.FromFlatDataAndDimensions(vals, t.Shape...))
+			state[j] = tensors.FromFlatDataAndDimensions(vals, t.Shape...)
 		}
+		e.optState = append(e.optState, state)
 	}
 	e.state = State{
 		GlobalStep: st.GlobalStep, Epoch: st.Epoch, NextEpoch: st.DataPosition.Epoch, NextIndex: st.DataPosition.Index,

@@ -27,8 +27,8 @@ type Args struct {
 	NumTrainEpochs            float64 // used when MaxSteps ≤ 0
 	MaxSteps                  int
 	GradientAccumulationSteps int
-	MaxGradNorm               float64 // ≤ 0 disables clipping
-	Optimizer                 AdamW
+	MaxGradNorm               float64   // ≤ 0 disables clipping
+	Optimizer                 Optimizer // nil: DefaultAdamW
 	Seed                      uint64
 	LoggingSteps              int
 	LoggingFirstStep          bool
@@ -43,6 +43,12 @@ type Args struct {
 type Batches interface {
 	Len() int
 	Batch(epoch, index int) (map[string]*tensors.Tensor, error)
+}
+
+// WeightsIO writes a checkpoint's weights to a directory and reads them back by weight name.
+type WeightsIO interface {
+	SaveWeights(dir string) error
+	LoadWeights(dir string) (map[string]*tensors.Tensor, error)
 }
 
 // Sink receives the metrics of each logging step (transformers' log_history entries).
@@ -60,14 +66,18 @@ type Engine struct {
 	// Trainable selects the weights the optimizer updates; nil trains all. Frozen weights get no
 	// gradients and no optimizer state.
 	Trainable func(name string) bool
+	// Weights saves and loads the trained weights of checkpoints; nil means the whole model in
+	// Hugging Face's format (a LoRA run saves its adapter instead).
+	Weights WeightsIO
 	// Sinks get every logged entry; Progress, when set, is called after each optimizer step.
 	Sinks    []Sink
 	Progress func(step, total int, loss float64)
 
 	trainable, frozen []string
-	m, v              []*tensors.Tensor
-	state             State
-	graphs            map[string]*compiled
+	// optState holds each trainable weight's optimizer state, in Optimizer.StateNames order.
+	optState [][]*tensors.Tensor
+	state    State
+	graphs   map[string]*compiled
 }
 
 // compiled is a cached graph; metricNames are filled when the graph is built, in output order.
@@ -116,19 +126,24 @@ type State struct {
 	TotalTokens          float64
 }
 
-func (e *Engine) init() error {
-	a := &e.Args
+// setDefaults fills the arguments left zero with transformers' defaults.
+func (a *Args) setDefaults() {
 	if a.GradientAccumulationSteps <= 0 {
 		a.GradientAccumulationSteps = 1
 	}
 	if a.LRSchedulerType == "" {
 		a.LRSchedulerType = "linear"
 	}
+	if a.Optimizer == nil {
+		a.Optimizer = DefaultAdamW()
+	}
+}
+
+func (e *Engine) init() error {
+	a := &e.Args
+	a.setDefaults()
 	if a.LearningRate <= 0 {
 		return fmt.Errorf("learning_rate must be positive, got %g", a.LearningRate)
-	}
-	if a.Optimizer == (AdamW{}) {
-		a.Optimizer = DefaultAdamW()
 	}
 	e.trainable, e.frozen = nil, nil
 	for _, n := range e.Model.Weights.Names() {
@@ -141,11 +156,14 @@ func (e *Engine) init() error {
 	if len(e.trainable) == 0 {
 		return fmt.Errorf("no trainable weights")
 	}
-	if e.m == nil {
+	if e.optState == nil {
 		for _, n := range e.trainable {
 			shape := shapes.Make(dtypes.Float32, e.Model.Weights[n].Shape().Dimensions...)
-			e.m = append(e.m, tensors.FromShape(shape))
-			e.v = append(e.v, tensors.FromShape(shape))
+			state := make([]*tensors.Tensor, len(a.Optimizer.StateNames()))
+			for i := range state {
+				state[i] = tensors.FromShape(shape)
+			}
+			e.optState = append(e.optState, state)
 		}
 	}
 	e.graphs = map[string]*compiled{}
@@ -418,14 +436,16 @@ func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Ten
 	return out, c.metricNames, nil
 }
 
-// apply normalizes the gradient sums by the step's units, clips them by global norm and runs AdamW.
+// apply normalizes the gradient sums by the step's units, clips them by global norm and runs the
+// optimizer.
 func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (float64, error) {
 	nt := len(e.trainable)
 	opt, maxNorm := e.Args.Optimizer, e.Args.MaxGradNorm
+	ns := len(opt.StateNames())
 	c, err := e.graph("apply", func(*compiled) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {
-			params, g, m, v := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:3*nt], inputs[3*nt:4*nt]
-			stepN, lrN, unitsN := inputs[4*nt], inputs[4*nt+1], inputs[4*nt+2]
+			params, g, states := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:2*nt+nt*ns]
+			stepN, lrN, unitsN := inputs[2*nt+nt*ns], inputs[2*nt+nt*ns+1], inputs[2*nt+nt*ns+2]
 			sq := make([]*Node, nt)
 			for i := range g {
 				g[i] = Div(g[i], unitsN)
@@ -439,29 +459,31 @@ func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (fl
 					g[i] = Mul(g[i], coef)
 				}
 			}
-			outs := []*Node{norm}
-			newP, newM, newV := make([]*Node, nt), make([]*Node, nt), make([]*Node, nt)
+			newP, newS := make([]*Node, nt), make([]*Node, 0, nt*ns)
 			for i := range params {
-				newP[i], newM[i], newV[i] = opt.Update(params[i], g[i], m[i], v[i], stepN, lrN, decays(e.trainable[i]))
+				var s []*Node
+				newP[i], s = opt.Update(params[i], g[i], states[i*ns:(i+1)*ns], stepN, lrN, decays(e.trainable[i]))
+				newS = append(newS, s...)
 			}
-			outs = append(outs, newP...)
-			outs = append(outs, newM...)
-			return append(outs, newV...)
+			outs := append([]*Node{norm}, newP...)
+			return append(outs, newS...)
 		}
 	})
 	if err != nil {
 		return 0, err
 	}
 	backend := e.Model.Backend()
-	args := make([]any, 0, 4*nt+3)
-	for _, group := range [][]*tensors.Tensor{e.weights(e.trainable), grads, e.m, e.v} {
-		for _, t := range group {
-			d, err := DonateTensorBuffer(t, backend, compute.DeviceNum(0))
-			if err != nil {
-				return 0, err
-			}
-			args = append(args, d)
+	inputs := append(e.weights(e.trainable), grads...)
+	for _, s := range e.optState {
+		inputs = append(inputs, s...)
+	}
+	args := make([]any, 0, len(inputs)+3)
+	for _, t := range inputs {
+		d, err := DonateTensorBuffer(t, backend, compute.DeviceNum(0))
+		if err != nil {
+			return 0, err
 		}
+		args = append(args, d)
 	}
 	args = append(args, tensors.FromScalar(float32(step)), tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(units)))
 	out, err := c.exec.Exec(args...)
@@ -470,8 +492,7 @@ func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (fl
 	}
 	for i, n := range e.trainable {
 		e.Model.Weights[n] = out[1+i]
-		e.m[i] = out[1+nt+i]
-		e.v[i] = out[1+2*nt+i]
+		copy(e.optState[i], out[1+nt+i*ns:1+nt+(i+1)*ns])
 	}
 	return float64(tensors.ToScalar[float32](out[0])), nil
 }
