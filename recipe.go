@@ -2,6 +2,8 @@ package handbook
 
 import (
 	"math"
+	"path/filepath"
+	"strings"
 
 	"handbook/data"
 )
@@ -20,6 +22,19 @@ const (
 	// TaskORPO is odds-ratio preference optimisation (run_orpo.py).
 	TaskORPO Task = "orpo"
 )
+
+// TaskFromPath is the task a recipe is written for, from the handbook's layout
+// (recipes/<model>/{sft,dpo,orpo}/…): orpo and dpo folders (or "dpo" in the
+// file name), else sft.
+func TaskFromPath(path string) Task {
+	switch p := filepath.ToSlash(path); {
+	case strings.Contains(p, "/orpo/"):
+		return TaskORPO
+	case strings.Contains(p, "/dpo/") || strings.Contains(filepath.Base(p), "dpo"):
+		return TaskDPO
+	}
+	return TaskSFT
+}
 
 // Recipe is one handbook recipe YAML, typed, with overrides applied, defaults
 // filled in and validated.

@@ -19,17 +19,6 @@ const (
 	anchorsRoot = "../shared/anchors/alignment-handbook"
 )
 
-// taskFor is the task a seed recipe is written for, from its path.
-func taskFor(path string) Task {
-	switch p := filepath.ToSlash(path); {
-	case strings.Contains(p, "/orpo/"):
-		return TaskORPO
-	case strings.Contains(p, "/dpo/") || strings.Contains(filepath.Base(p), "dpo"):
-		return TaskDPO
-	}
-	return TaskSFT
-}
-
 // recipeFiles lists the recipe YAMLs under root (not the accelerate configs).
 func recipeFiles(t *testing.T, root string) []string {
 	t.Helper()
@@ -54,7 +43,7 @@ func loadAll(t *testing.T, root string) {
 	require.NotEmpty(t, files)
 	for _, p := range files {
 		t.Run(strings.TrimPrefix(p, root+"/"), func(t *testing.T) {
-			r, err := LoadRecipe(p, taskFor(p), nil)
+			r, err := LoadRecipe(p, TaskFromPath(p), nil)
 			require.NoError(t, err)
 			assert.Equal(t, p, r.Path)
 			assert.NotEmpty(t, r.Model.ModelNameOrPath)

@@ -65,37 +65,24 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	}
 	log.Info(sel.String())
 
-	m, tok, err := loadModelAndTokenizer(b, r, log)
+	m, err := loadModel(b, r, log)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Finalize()
-	tmpl, err := chatTemplate(tok, r)
+	in, err := prepareData(ctx, r, log)
 	if err != nil {
 		return nil, err
 	}
-	mix, err := loadData(ctx, r, log)
-	if err != nil {
-		return nil, err
-	}
-	tc := r.Training
-	maxLen := 0
-	if tc.MaxLength != nil && !tc.Packing {
-		maxLen = *tc.MaxLength
-	}
-	tokCfg := data.TokenizeConfig{
-		Tokenizer: tok, Template: tmpl, EOSToken: r.Data.EOSToken, MaxLength: maxLen,
-		Truncation: data.Truncation(tc.TruncationMode), AssistantOnlyLoss: tc.AssistantOnlyLoss,
-		CompletionOnlyLoss: tc.CompletionOnlyLoss, Parse: data.ParseOptions{TextField: r.Data.DatasetTextField}, Logger: log,
-	}
-	trainSet, stats, err := data.Tokenize(ctx, mix.Train, tokCfg)
+	tok, tmpl, mix, tc := in.tok, in.tmpl, in.mix, r.Training
+	trainSet, stats, err := data.Tokenize(ctx, mix.Train, in.tokCfg)
 	if err != nil {
 		return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
 	}
 	log.Info("training data", "samples", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
 	var testSet []data.Sample
 	if mix.Test != nil && mix.Test.Len() > 0 && tc.EvalStrategy != "no" {
-		if testSet, _, err = data.Tokenize(ctx, mix.Test, tokCfg); err != nil {
+		if testSet, _, err = data.Tokenize(ctx, mix.Test, in.tokCfg); err != nil {
 			return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
 		}
 	}
@@ -152,15 +139,15 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	return res, nil
 }
 
-// loadModelAndTokenizer loads model_name_or_path; a directory with config.json but no weights
-// starts from scratch (random init seeded by the recipe's seed).
-func loadModelAndTokenizer(b compute.Backend, r *Recipe, log *slog.Logger) (*model.Model, *tokenizer.Tokenizer, error) {
+// loadModel loads model_name_or_path; a directory with config.json but no weights starts from
+// scratch (random init seeded by the recipe's seed).
+func loadModel(b compute.Backend, r *Recipe, log *slog.Logger) (*model.Model, error) {
 	dir := r.Model.ModelNameOrPath
 	if dir == "" {
-		return nil, nil, fmt.Errorf("%s: model_name_or_path is required", r.Path)
+		return nil, fmt.Errorf("%s: model_name_or_path is required", r.Path)
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return nil, nil, fmt.Errorf("%s: model_name_or_path %q is not a local directory (Hub downloads are not available yet)", r.Path, dir)
+		return nil, fmt.Errorf("%s: model_name_or_path %q is not a local directory (Hub downloads are not available yet)", r.Path, dir)
 	}
 	var m *model.Model
 	var err error
@@ -171,13 +158,50 @@ func loadModelAndTokenizer(b compute.Backend, r *Recipe, log *slog.Logger) (*mod
 		m, err = model.Init(b, dir, 0, uint64(r.Training.Seed))
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", r.Path, err)
+		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
+	return m, nil
+}
+
+// preparedData is a recipe's data block resolved and ready to tokenize.
+type preparedData struct {
+	tok    *tokenizer.Tokenizer
+	tmpl   *tokenizer.ChatTemplate
+	mix    *data.Mixture
+	tokCfg data.TokenizeConfig
+}
+
+// prepareData loads the tokenizer and chat template and resolves the dataset mixture.
+func prepareData(ctx context.Context, r *Recipe, log *slog.Logger) (*preparedData, error) {
 	tok, err := tokenizer.Load(tokenizerDir(r))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: %w", r.Path, err)
+		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
-	return m, tok, nil
+	tmpl, err := chatTemplate(tok, r)
+	if err != nil {
+		return nil, err
+	}
+	mix, err := loadData(ctx, r, log)
+	if err != nil {
+		return nil, err
+	}
+	tc := r.Training
+	maxLen := 0
+	if tc.MaxLength != nil && !tc.Packing {
+		maxLen = *tc.MaxLength
+	}
+	cfg := data.TokenizeConfig{
+		Tokenizer: tok, Template: tmpl, EOSToken: r.Data.EOSToken, MaxLength: maxLen,
+		Truncation: data.Truncation(tc.TruncationMode), AssistantOnlyLoss: tc.AssistantOnlyLoss,
+		CompletionOnlyLoss: tc.CompletionOnlyLoss, Parse: data.ParseOptions{TextField: r.Data.DatasetTextField}, Logger: log,
+	}
+	if tc.MaxPromptLength != nil {
+		cfg.MaxPromptLength = *tc.MaxPromptLength
+	}
+	if tc.MaxCompletionLength != nil {
+		cfg.MaxCompletionLength = *tc.MaxCompletionLength
+	}
+	return &preparedData{tok: tok, tmpl: tmpl, mix: mix, tokCfg: cfg}, nil
 }
 
 func tokenizerDir(r *Recipe) string {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -91,4 +92,53 @@ func printJSON(w io.Writer, v any) error {
 
 func modelInputs(ids []int32) model.Inputs {
 	return model.Inputs{IDs: [][]int32{ids}}
+}
+
+// takeFlags removes the CLI's own flags from a recipe command line (the rest are the recipe path
+// and its --key=value overrides) and returns their values. Value flags accept `--name=v` and
+// `--name v`; names listed in bools take no value.
+func takeFlags(args []string, values, bools []string) (found map[string]string, rest []string, err error) {
+	found = map[string]string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch {
+		case !strings.HasPrefix(a, "--"):
+		case slices.Contains(bools, name):
+			if hasValue {
+				if _, err := strconv.ParseBool(value); err != nil {
+					return nil, nil, fmt.Errorf("--%s: want true or false, got %q", name, value)
+				}
+			} else {
+				value = "true"
+			}
+			found[name] = value
+			continue
+		case slices.Contains(values, name):
+			if !hasValue {
+				if i+1 >= len(args) {
+					return nil, nil, fmt.Errorf("--%s needs a value", name)
+				}
+				i++
+				value = args[i]
+			}
+			found[name] = value
+			continue
+		}
+		rest = append(rest, a)
+	}
+	return found, rest, nil
+}
+
+// countFlag parses a non-negative count flag taken by takeFlags (def when absent).
+func countFlag(found map[string]string, name string, def int) (int, error) {
+	v, ok := found[name]
+	if !ok {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("--%s: want a count, got %q", name, v)
+	}
+	return n, nil
 }

@@ -21,6 +21,7 @@ type command struct {
 
 var commands = []command{
 	{"sft", "supervised fine-tuning from a recipe (run_sft.py)", runSFT},
+	{"data", "preview a recipe's data as the trainer will see it", runData},
 	{"generate", "continue a prompt with a model (greedy or sampled)", runGenerate},
 	{"eval", "mean next-token loss and perplexity of a model on tokens or text", runEval},
 	{"tokenize", "encode text to token ids, or decode ids to text", runTokenize},

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -24,19 +22,13 @@ func runSFT(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			"--exact_match=N reports greedy exact match on N held-out conversations before and after training.")
 		return flag.ErrHelp
 	}
-	exact := 0
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if v, ok := strings.CutPrefix(a, "--exact_match="); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 0 {
-				return fmt.Errorf("--exact_match: want a count, got %q", v)
-			}
-			exact = n
-			continue
-		}
-		rest = append(rest, a)
+	flags, rest, err := takeFlags(args, []string{"exact_match"}, nil)
+	if err != nil {
+		return err
+	}
+	exact, err := countFlag(flags, "exact_match", 0)
+	if err != nil {
+		return err
 	}
 	path, overrides, err := handbook.ParseArgs(rest)
 	if err != nil {
