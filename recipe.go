@@ -1,6 +1,7 @@
 package handbook
 
 import (
+	"handbook/train"
 	"math"
 	"path/filepath"
 	"strings"
@@ -395,22 +396,12 @@ func defaultRecipe(task Task) *Recipe {
 	return r
 }
 
-// Steps resolves an interval key (save_steps, eval_steps, logging_steps) the
-// way transformers does: v ≥ 1 is a step count, v in (0, 1) a fraction of
-// totalSteps rounded up.
-func Steps(v float64, totalSteps int) int {
-	if v > 0 && v < 1 {
-		return int(math.Ceil(v * float64(totalSteps)))
-	}
-	return int(v)
-}
-
 // WarmupStepCount is the number of warmup steps of a run of totalSteps
 // optimizer steps: WarmupSteps when ≥ 1 (a fraction of totalSteps when in
 // (0, 1)), otherwise ceil(WarmupRatio·totalSteps), as transformers computes it.
 func (t *TrainingArguments) WarmupStepCount(totalSteps int) int {
 	if t.WarmupSteps > 0 {
-		return Steps(t.WarmupSteps, totalSteps)
+		return train.StepCount(t.WarmupSteps, totalSteps)
 	}
 	return int(math.Ceil(t.WarmupRatio * float64(totalSteps)))
 }

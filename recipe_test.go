@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"handbook/data"
+	"handbook/train"
 )
 
 const (
@@ -185,7 +186,7 @@ func TestSeedRecipeValues(t *testing.T) {
 		tr := r.Training
 		assert.Equal(t, []string{"apo_zero"}, tr.LossType)
 		assert.Equal(t, 0.5, tr.SaveSteps)
-		assert.Equal(t, 50, Steps(tr.SaveSteps, 100))
+		assert.Equal(t, 50, train.StepCount(tr.SaveSteps, 100))
 		assert.Equal(t, map[string]float64{"min_lr_rate": 0.1}, tr.LRSchedulerKwargs)
 		assert.True(t, tr.PaddingFree)
 		assert.Equal(t, 0.2, tr.MaxGradNorm)
@@ -514,7 +515,7 @@ func TestSteps(t *testing.T) {
 	}{
 		{100, 1000, 100}, {0.5, 1000, 500}, {0.05, 101, 6}, {0, 10, 0}, {1, 10, 1},
 	} {
-		assert.Equal(t, tc.want, Steps(tc.v, tc.total), "Steps(%v, %d)", tc.v, tc.total)
+		assert.Equal(t, tc.want, train.StepCount(tc.v, tc.total), "train.StepCount(%v, %d)", tc.v, tc.total)
 	}
 	for _, tc := range []struct {
 		steps, ratio float64

@@ -306,7 +306,7 @@ func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Log
 	every := func(strategy string, steps float64) int {
 		switch strategy {
 		case "steps":
-			return Steps(steps, total)
+			return train.StepCount(steps, total)
 		case "epoch":
 			return perEpoch
 		}

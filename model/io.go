@@ -2,9 +2,8 @@ package model
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,11 +156,11 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 	if err != nil {
 		return fmt.Errorf("save model %s: config.json: %w", dir, err)
 	}
-	if err := writeFileAtomic(filepath.Join(dir, "config.json"), data); err != nil {
+	if err := safetensors.WriteFileAtomic(filepath.Join(dir, "config.json"), writeBytes(data)); err != nil {
 		return fmt.Errorf("save model %s: %w", dir, err)
 	}
 	if m.generationConfig != nil {
-		if err := writeFileAtomic(filepath.Join(dir, generationConfigFile), m.generationConfig); err != nil {
+		if err := safetensors.WriteFileAtomic(filepath.Join(dir, generationConfigFile), writeBytes(m.generationConfig)); err != nil {
 			return fmt.Errorf("save model %s: %w", dir, err)
 		}
 	}
@@ -215,27 +214,6 @@ func float32Values(t *tensors.Tensor) ([]float32, error) {
 	return nil, fmt.Errorf("dtype %s is not a supported weight dtype", t.DType())
 }
 
-// writeFileAtomic writes through a temporary file and a rename, so readers never see half a file.
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if _, statErr := os.Stat(tmp.Name()); !errors.Is(statErr, fs.ErrNotExist) {
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
-}
-
 // Init reads dir's config.json and draws fresh weights for it (RandomWeights): a from-scratch
 // model, for a directory that has a config but no checkpoint.
 func Init(backend compute.Backend, dir string, dtype dtypes.DType, seed uint64) (*Model, error) {
@@ -261,4 +239,11 @@ func HasWeights(dir string) bool {
 		}
 	}
 	return false
+}
+
+func writeBytes(data []byte) func(io.Writer) error {
+	return func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	}
 }

@@ -176,7 +176,7 @@ func SaveCheckpoint(dir string, tensors []Source, opts SaveOptions) ([]string, e
 		}
 	}
 	indexName := base + IndexSuffix
-	if err := writeAtomic(filepath.Join(dir, indexName), func(w io.Writer) error {
+	if err := WriteFileAtomic(filepath.Join(dir, indexName), func(w io.Writer) error {
 		enc := json.NewEncoder(w) // like json.dumps(index, indent=2, sort_keys=True) + "\n"
 		enc.SetEscapeHTML(false)
 		enc.SetIndent("", "  ")
@@ -301,7 +301,7 @@ func writeFile(path string, tensors []Source, metadata map[string]string) error 
 		infos[i] = TensorInfo{Name: t.Name, DType: t.DType, Shape: t.Shape}
 	}
 	header := encodeHeader(metadata, infos)
-	return writeAtomic(path, func(w io.Writer) error {
+	return WriteFileAtomic(path, func(w io.Writer) error {
 		if _, err := w.Write(header); err != nil {
 			return err
 		}
@@ -336,18 +336,20 @@ func (e *exactWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// writeAtomic writes path through a temporary file in the same directory
-// that is synced and renamed into place only when fill succeeds.
-func writeAtomic(path string, fill func(w io.Writer) error) (err error) {
+// WriteFileAtomic writes path through a temporary file in the same directory
+// that is synced and renamed into place only when fill succeeds, so readers
+// (and a run killed mid-write) never see half a file. Checkpoint writers
+// beside this package (config.json, adapters) use it too.
+func WriteFileAtomic(path string, fill func(w io.Writer) error) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("safetensors: writing %s: %w", path, err)
+		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	defer func() {
 		if err != nil {
 			tmp.Close()
 			os.Remove(tmp.Name())
-			err = fmt.Errorf("safetensors: writing %s: %w", path, err)
+			err = fmt.Errorf("writing %s: %w", path, err)
 		}
 	}()
 	bw := bufio.NewWriterSize(tmp, 1<<20)

@@ -101,6 +101,19 @@ func (e *Engine) graph(key string, fn func(c *compiled) func([]*Node) []*Node) (
 	return c, nil
 }
 
+// run executes a loss graph: args first, then the batch's inputs in names order. It returns the
+// outputs and the metric names of their loss part.
+func (c *compiled) run(args []any, batch map[string]*tensors.Tensor, names []string) ([]*tensors.Tensor, []string, error) {
+	for _, n := range names {
+		args = append(args, batch[n])
+	}
+	out, err := c.exec.Exec(args...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, c.metricNames, nil
+}
+
 // lossOutputs turns an objective's result into graph outputs: sum, count, then metrics sorted by name.
 func lossOutputs(c *compiled, sum, count *Node, metrics map[string]*Node) []*Node {
 	c.metricNames = c.metricNames[:0]
@@ -200,7 +213,7 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 	}
 	total := e.TotalSteps(train.Len())
 	e.state.MaxSteps = total
-	sched, err := NewSchedule(e.Args.LRSchedulerType, WarmupSteps(e.Args.WarmupSteps, total), total, e.Args.MinLRRate)
+	sched, err := NewSchedule(e.Args.LRSchedulerType, StepCount(e.Args.WarmupSteps, total), total, e.Args.MinLRRate)
 	if err != nil {
 		return Result{}, fmt.Errorf("train: %w", err)
 	}
@@ -426,14 +439,7 @@ func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Ten
 		}
 		args = append(args, d)
 	}
-	for _, n := range inputNames {
-		args = append(args, batch[n])
-	}
-	out, err := c.exec.Exec(args...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return out, c.metricNames, nil
+	return c.run(args, batch, inputNames)
 }
 
 // apply normalizes the gradient sums by the step's units, clips them by global norm and runs the
@@ -558,14 +564,7 @@ func (e *Engine) runEval(batch map[string]*tensors.Tensor) ([]*tensors.Tensor, [
 	for _, t := range e.weights(all) {
 		args = append(args, t)
 	}
-	for _, n := range inputNames {
-		args = append(args, batch[n])
-	}
-	out, err := c.exec.Exec(args...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return out, c.metricNames, nil
+	return c.run(args, batch, inputNames)
 }
 
 func (e *Engine) finalize() {

@@ -37,13 +37,17 @@ func NewSchedule(name string, warmupSteps, totalSteps int, minLRRate float64) (S
 	return s, nil
 }
 
-// WarmupSteps converts transformers' warmup_steps (≥ 1: a count; < 1: a fraction of the total,
-// rounded up) into a count. The legacy warmup_ratio is the fractional form.
-func WarmupSteps(warmup float64, totalSteps int) int {
-	if warmup >= 1 {
-		return int(warmup)
+// StepCount resolves a step interval given the way transformers accepts it (warmup_steps,
+// save_steps, eval_steps, logging_steps): v ≥ 1 is a count, v in (0, 1) a fraction of totalSteps
+// rounded up, anything else 0. The legacy warmup_ratio is the fractional form.
+func StepCount(v float64, totalSteps int) int {
+	switch {
+	case v >= 1:
+		return int(v)
+	case v > 0:
+		return int(math.Ceil(float64(totalSteps) * v))
 	}
-	return int(math.Ceil(float64(totalSteps) * warmup))
+	return 0
 }
 
 // Factor returns the learning-rate multiplier after step optimizer steps.

@@ -36,7 +36,7 @@ func TestScheduleErrorsAndWarmup(t *testing.T) {
 	assert.ErrorContains(t, err, `lr_scheduler_type "polynomial_typo" is not supported`)
 	_, err = NewSchedule("linear", 0, 0, 0)
 	assert.Error(t, err)
-	assert.Equal(t, 3, WarmupSteps(0.1, 21), "fractions round up like transformers")
-	assert.Equal(t, 5, WarmupSteps(5, 100))
-	assert.Equal(t, 0, WarmupSteps(0, 100))
+	assert.Equal(t, 3, StepCount(0.1, 21), "fractions round up like transformers")
+	assert.Equal(t, 5, StepCount(5, 100))
+	assert.Equal(t, 0, StepCount(0, 100))
 }
