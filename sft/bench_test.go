@@ -13,6 +13,8 @@ import (
 	"handbook/train"
 )
 
+// BenchmarkTinyDemoStep times an sft.Trainer optimizer step of the demo model (recipes/tiny/model),
+// batch 32 × 64 random tokens; tools/bench/torch_ref.py --tiny is the PyTorch step of the same shape.
 func BenchmarkTinyDemoStep(b *testing.B) {
 	be, _, err := backend.New()
 	require.NoError(b, err)
