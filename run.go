@@ -16,6 +16,7 @@ import (
 
 	"handbook/backend"
 	"handbook/data"
+	"handbook/dpo"
 	"handbook/model"
 	"handbook/sft"
 	"handbook/tokenizer"
@@ -46,15 +47,12 @@ type RunResult struct {
 	ExactMatchBefore, ExactMatchAfter *float64
 }
 
-// Run executes a recipe end to end: data → model → trainer → output directory. Only the sft
-// task runs so far; dpo and orpo recipes load and validate but are refused here.
+// Run executes a recipe end to end: data → model → trainer (sft, dpo or orpo, by the recipe's
+// task) → output directory.
 func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
-	}
-	if r.Task != TaskSFT {
-		return nil, fmt.Errorf("%s: the %s task is not implemented yet (sft is)", r.Path, r.Task)
 	}
 	for _, w := range r.Warnings {
 		log.Warn(w)
@@ -64,7 +62,6 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	log.Info(sel.String())
-
 	m, err := loadModel(b, r, log)
 	if err != nil {
 		return nil, err
@@ -74,32 +71,86 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	tok, tmpl, mix, tc := in.tok, in.tmpl, in.mix, r.Training
-	trainSet, stats, err := data.Tokenize(ctx, mix.Train, in.tokCfg)
-	if err != nil {
-		return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
-	}
-	log.Info("training data", "samples", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
-	var testSet []data.Sample
-	if mix.Test != nil && mix.Test.Len() > 0 && tc.EvalStrategy != "no" {
-		if testSet, _, err = data.Tokenize(ctx, mix.Test, in.tokCfg); err != nil {
-			return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
-		}
-	}
-
-	cfg, err := sftConfig(r, tok, len(trainSet), log)
-	if err != nil {
-		return nil, err
-	}
+	tc := r.Training
 	m.Decoder.GradientCheckpointing = tc.GradientCheckpointing
-	res := &RunResult{OutputDir: cfg.OutputDir, TrainRows: len(trainSet), TestRows: len(testSet)}
+	withEval := in.mix.Test.Len() > 0 && tc.EvalStrategy != "no"
+
+	// Each task tokenizes its data and returns the trainer's run, ready to start.
+	var res RunResult
+	var trainRun func(sinks []train.Sink) (train.Result, string, error)
+	var outputDir string
+	switch r.Task {
+	case TaskSFT:
+		trainSet, stats, err := data.Tokenize(ctx, in.mix.Train, in.tokCfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
+		}
+		log.Info("training data", "samples", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
+		var testSet []data.Sample
+		if withEval {
+			if testSet, _, err = data.Tokenize(ctx, in.mix.Test, in.tokCfg); err != nil {
+				return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
+			}
+		}
+		cfg, err := sftConfig(r, in.tok, len(trainSet), log)
+		if err != nil {
+			return nil, err
+		}
+		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), cfg.OutputDir
+		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
+			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r),
+				Sinks: sinks, Progress: opts.Progress}
+			out, err := t.Train(ctx)
+			return out.Result, out.ResumedFrom, err
+		}
+	case TaskDPO, TaskORPO:
+		trainSet, stats, err := data.TokenizePreference(ctx, in.mix.Train, in.tokCfg)
+		if err != nil {
+			return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
+		}
+		log.Info("training pairs", "pairs", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
+		var testSet []data.PreferenceSample
+		if withEval {
+			if testSet, _, err = data.TokenizePreference(ctx, in.mix.Test, in.tokCfg); err != nil {
+				return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
+			}
+		}
+		args, ra, err := trainingArgs(r, in.tok, len(trainSet), log)
+		if err != nil {
+			return nil, err
+		}
+		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), args.OutputDir
+		if r.Task == TaskORPO {
+			trainRun = func(sinks []train.Sink) (train.Result, string, error) {
+				t := &dpo.ORPOTrainer{Model: m, Config: dpo.ORPOConfig{Args: args, RunArgs: ra, Beta: tc.Beta},
+					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), Sinks: sinks, Progress: opts.Progress}
+				out, err := t.Train(ctx)
+				return out.Result, out.ResumedFrom, err
+			}
+			break
+		}
+		loss, err := dpoLoss(r)
+		if err != nil {
+			return nil, err
+		}
+		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
+			t := &dpo.Trainer{Model: m, Config: dpo.Config{Args: args, LossConfig: loss, RunArgs: ra,
+				PrecomputeRefLogProbs: tc.PrecomputeRefLogProbs},
+				TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), Sinks: sinks, Progress: opts.Progress}
+			out, err := t.Train(ctx)
+			return out.Result, out.ResumedFrom, err
+		}
+	default:
+		return nil, fmt.Errorf("%s: unknown task %q", r.Path, r.Task)
+	}
+	res.OutputDir = outputDir
 
 	var heldOut [][]tokenizer.Message
 	if opts.ExactMatch > 0 {
-		if heldOut, err = conversations(mix.Test, opts.ExactMatch); err != nil {
+		if heldOut, err = conversations(in.mix.Test, opts.ExactMatch); err != nil {
 			return nil, fmt.Errorf("%s: exact match: %w", r.Path, err)
 		}
-		score, err := sft.ExactMatch(ctx, m, tok, tmpl, heldOut, 32)
+		score, err := sft.ExactMatch(ctx, m, in.tok, in.tmpl, heldOut, 32)
 		if err != nil {
 			return nil, err
 		}
@@ -107,36 +158,47 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		log.Info("held-out exact match before training", "conversations", len(heldOut), "exact_match", score)
 	}
 
-	var sinks []train.Sink
 	var history historySink
-	sinks = append(sinks, &history)
+	sinks := []train.Sink{&history}
 	if slices.Contains(tc.ReportTo, "tensorboard") {
-		tb, err := newTensorBoardSink(cfg.OutputDir)
+		tb, err := newTensorBoardSink(outputDir)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r.Path, err)
 		}
 		defer tb.w.Close()
 		sinks = append(sinks, tb)
 	}
-	trainer := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r),
-		Sinks: sinks, Progress: opts.Progress}
-	out, err := trainer.Train(ctx)
+	res.Train, res.ResumedFrom, err = trainRun(sinks)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
-	res.Train, res.ResumedFrom = out.Result, out.ResumedFrom
-	if err := plotLoss(filepath.Join(cfg.OutputDir, "loss.png"), history.entries); err != nil {
+	if err := plotLoss(filepath.Join(outputDir, "loss.png"), history.entries); err != nil {
 		log.Warn("loss plot not written", "error", err)
 	}
 	if opts.ExactMatch > 0 {
-		score, err := sft.ExactMatch(ctx, m, tok, tmpl, heldOut, 32)
+		score, err := sft.ExactMatch(ctx, m, in.tok, in.tmpl, heldOut, 32)
 		if err != nil {
 			return nil, err
 		}
 		res.ExactMatchAfter = &score
 		log.Info("held-out exact match after training", "conversations", len(heldOut), "exact_match", score)
 	}
-	return res, nil
+	return &res, nil
+}
+
+// dpoLoss maps beta, loss_type, loss_weights and label_smoothing.
+func dpoLoss(r *Recipe) (dpo.LossConfig, error) {
+	tc := r.Training
+	types, err := dpo.ParseLossTypes(tc.LossType...)
+	if err != nil {
+		return dpo.LossConfig{}, fmt.Errorf("%s: loss_type: %w", r.Path, err)
+	}
+	loss := dpo.DefaultLossConfig()
+	loss.Beta, loss.LossType, loss.LossWeights, loss.LabelSmoothing = tc.Beta, types, tc.LossWeights, tc.LabelSmoothing
+	if err := loss.Validate(); err != nil {
+		return dpo.LossConfig{}, fmt.Errorf("%s: %w", r.Path, err)
+	}
+	return loss, nil
 }
 
 // loadModel loads model_name_or_path; a directory with config.json but no weights starts from
@@ -271,12 +333,13 @@ func namedDataset(ctx context.Context, loader data.Loader, d DataArguments) (*da
 	return mix, nil
 }
 
-// sftConfig maps the recipe's training arguments onto the SFT trainer.
-func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Logger) (sft.Config, error) {
+// trainingArgs maps the recipe's TrainingArguments onto the engine's, and the batching arguments
+// the preference trainers share; trainRows sizes the schedule.
+func trainingArgs(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Logger) (train.Args, dpo.RunArgs, error) {
 	tc := r.Training
 	opt, err := optimizer(r, log)
 	if err != nil {
-		return sft.Config{}, err
+		return train.Args{}, dpo.RunArgs{}, err
 	}
 	if tc.BF16 || tc.FP16 {
 		log.Warn("bf16/fp16 requested: weights and compute stay float32 on CPU backends")
@@ -315,18 +378,33 @@ func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Log
 	args.LoggingSteps = every(tc.LoggingStrategy, tc.LoggingSteps)
 	args.SaveSteps = every(tc.SaveStrategy, tc.SaveSteps)
 	args.EvalSteps = every(tc.EvalStrategy, tc.EvalSteps)
-	cfg := sft.Config{
-		Args: args, PerDeviceTrainBatchSize: tc.PerDeviceTrainBatchSize, PerDeviceEvalBatchSize: tc.PerDeviceEvalBatchSize,
-		Packing: tc.Packing, PackingStrategy: data.PackStrategy(tc.PackingStrategy), PaddingFree: tc.PaddingFree,
-		PadID: pad, Seed: int64(seed), OverwriteOutputDir: tc.OverwriteOutputDir, PadToMultipleOf: defaultPadMultiple,
+	ra := dpo.RunArgs{
+		PerDeviceTrainBatchSize: tc.PerDeviceTrainBatchSize, PerDeviceEvalBatchSize: tc.PerDeviceEvalBatchSize,
+		Truncation: data.Truncation(tc.TruncationMode), PadID: pad, PadToMultipleOf: defaultPadMultiple,
+		Seed: int64(seed), OverwriteOutputDir: tc.OverwriteOutputDir,
 	}
 	if tc.PadToMultipleOf != nil {
-		cfg.PadToMultipleOf = *tc.PadToMultipleOf
+		ra.PadToMultipleOf = *tc.PadToMultipleOf
 	}
 	if tc.MaxLength != nil {
-		cfg.MaxLength = *tc.MaxLength
+		ra.MaxLength = *tc.MaxLength
 	}
-	return cfg, nil
+	return args, ra, nil
+}
+
+// sftConfig maps the recipe onto the SFT trainer.
+func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Logger) (sft.Config, error) {
+	tc := r.Training
+	args, ra, err := trainingArgs(r, tok, trainRows, log)
+	if err != nil {
+		return sft.Config{}, err
+	}
+	return sft.Config{
+		Args: args, PerDeviceTrainBatchSize: ra.PerDeviceTrainBatchSize, PerDeviceEvalBatchSize: ra.PerDeviceEvalBatchSize,
+		Packing: tc.Packing, PackingStrategy: data.PackStrategy(tc.PackingStrategy), PaddingFree: tc.PaddingFree,
+		PadID: ra.PadID, Seed: ra.Seed, OverwriteOutputDir: ra.OverwriteOutputDir, PadToMultipleOf: ra.PadToMultipleOf,
+		MaxLength: ra.MaxLength,
+	}, nil
 }
 
 // defaultPadMultiple rounds batch rows up when a recipe does not set pad_to_multiple_of (TRL pads
@@ -353,19 +431,28 @@ func optimizer(r *Recipe, log *slog.Logger) (train.Optimizer, error) {
 	return nil, fmt.Errorf("%s: optim %q is not implemented (adamw_torch, adamw_torch_fused, the paged/8-bit AdamW variants, rmsprop and sgd are)", r.Path, name)
 }
 
-// conversations returns up to n held-out conversations ending with an assistant turn.
+// conversations returns up to n held-out conversations ending with an assistant turn: the
+// messages of SFT rows, or the prompt and chosen answer of preference rows.
 func conversations(test *data.Dataset, n int) ([][]tokenizer.Message, error) {
 	if test == nil || test.Len() == 0 {
 		return nil, errors.New("there is no test split to score")
 	}
 	var out [][]tokenizer.Message
 	for i := 0; i < test.Len() && len(out) < n; i++ {
-		ex, err := data.ParseRow(test.Rows[i], data.FormatMessages, data.ParseOptions{})
+		format := data.FormatMessages
+		if _, ok := test.Rows[i]["chosen"]; ok {
+			format = data.FormatPreference
+		}
+		ex, err := data.ParseRow(test.Rows[i], format, data.ParseOptions{})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", test.Origins[i], err)
 		}
-		if len(ex.Messages) >= 2 && ex.Messages[len(ex.Messages)-1].Role == "assistant" {
-			out = append(out, ex.Messages)
+		msgs := ex.Messages
+		if format == data.FormatPreference {
+			msgs = append(slices.Clone(ex.Prompt.Messages), ex.Chosen.Messages...)
+		}
+		if len(msgs) >= 2 && msgs[len(msgs)-1].Role == "assistant" {
+			out = append(out, msgs)
 		}
 	}
 	if len(out) == 0 {

@@ -112,3 +112,41 @@ func TestOptimizerNames(t *testing.T) {
 		})
 	}
 }
+
+// TestRunPreferenceRecipes runs the tiny DPO recipe as DPO and as ORPO for a few steps (from a
+// fresh tiny model, so no SFT run is needed) and checks each logged its objective's eval metrics.
+func TestRunPreferenceRecipes(t *testing.T) {
+	for _, tc := range []struct {
+		task   Task
+		metric string
+	}{
+		{TaskDPO, "eval_rewards/accuracies"},
+		{TaskORPO, "eval_log_odds_ratio"},
+	} {
+		t.Run(string(tc.task), func(t *testing.T) {
+			out := t.TempDir()
+			r, err := LoadRecipe("recipes/tiny/dpo/config_full.yaml", tc.task, []string{"--model_name_or_path=recipes/tiny/model",
+				"--max_steps=4", "--eval_steps=2", "--save_steps=2", "--logging_steps=1", "--output_dir=" + out})
+			require.NoError(t, err)
+			res, err := Run(context.Background(), r, RunOptions{ExactMatch: 4})
+			require.NoError(t, err)
+			assert.Equal(t, 4, res.Train.GlobalStep)
+			assert.Equal(t, 2500, res.TrainRows, "pairs")
+			require.NotNil(t, res.ExactMatchAfter)
+			var state struct {
+				LogHistory []map[string]float64 `json:"log_history"`
+			}
+			raw, err := os.ReadFile(filepath.Join(out, "trainer_state.json"))
+			require.NoError(t, err)
+			require.NoError(t, json.Unmarshal(raw, &state))
+			var evals int
+			for _, e := range state.LogHistory {
+				if _, ok := e[tc.metric]; ok {
+					evals++
+				}
+			}
+			assert.Equal(t, 2, evals, "%s at steps 2 and 4", tc.metric)
+			assert.FileExists(t, filepath.Join(out, "model.safetensors"))
+		})
+	}
+}

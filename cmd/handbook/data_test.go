@@ -78,12 +78,12 @@ func TestDataPreviewSFT(t *testing.T) {
 				trained = append(trained, s.Text)
 			}
 		}
-		assert.Equal(t, []string{lastContent(jsonlRow(t, e.Origin), "messages") + "<|im_end|>"}, trained, e.Origin)
+		assert.Equal(t, []string{lastContent(jsonlRow(t, e.Origin), "messages") + "<|im_end|>\n"}, trained, e.Origin)
 	}
 
 	code, stdout, _ = runCLI(t, "data", "recipes/tiny/sft/config_full.yaml", "--show=1")
 	require.Equal(t, 0, code)
-	assert.Contains(t, stdout, "⟦"+lastContent(jsonlRow(t, p.Examples[0].Origin), "messages")+"<|im_end|>⟧")
+	assert.Contains(t, stdout, "⟦"+lastContent(jsonlRow(t, p.Examples[0].Origin), "messages")+"<|im_end|>\n⟧")
 }
 
 func TestDataPreviewPreference(t *testing.T) {

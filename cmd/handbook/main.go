@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+
+	"handbook"
 )
 
 // command is one subcommand: it parses its own flags from args and writes to stdout/stderr.
@@ -20,7 +22,9 @@ type command struct {
 }
 
 var commands = []command{
-	{"sft", "supervised fine-tuning from a recipe (run_sft.py)", runSFT},
+	{"sft", "supervised fine-tuning from a recipe (run_sft.py)", trainCommand(handbook.TaskSFT, "SFTConfig")},
+	{"dpo", "direct preference optimisation from a recipe (run_dpo.py)", trainCommand(handbook.TaskDPO, "DPOConfig")},
+	{"orpo", "odds-ratio preference optimisation from a recipe (run_orpo.py)", trainCommand(handbook.TaskORPO, "ORPOConfig")},
 	{"data", "preview a recipe's data as the trainer will see it", runData},
 	{"generate", "continue a prompt with a model (greedy or sampled)", runGenerate},
 	{"eval", "mean next-token loss and perplexity of a model on tokens or text", runEval},

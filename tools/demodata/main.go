@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -47,21 +48,46 @@ func reverse(s string) string {
 	return string(b)
 }
 
-// nearMiss perturbs one character of an answer, so the rejected reply is plausible but wrong.
+// nearMiss returns a plausible wrong answer: the mistakes a small model makes on these tasks —
+// a sum off by one; a letter string with two neighbours swapped, a letter repeated in place of the
+// next, or a letter copied from elsewhere in the string; or a right answer that does not stop
+// (one more character before the end of the turn) — so DPO learns from errors it would make.
+// The overruns matter: every rejected answer ends with <|im_end|>, so without them DPO learns to
+// avoid ending turns and the aligned model runs on past correct answers.
 func nearMiss(r *rand.Rand, s string) string {
-	b := []byte(s)
-	i := r.IntN(len(b))
+	if r.IntN(3) == 0 {
+		return s + string(s[r.IntN(len(s))])
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n == 0 || r.IntN(2) == 0 {
+			return strconv.Itoa(n + 1)
+		}
+		return strconv.Itoa(n - 1)
+	}
 	for {
-		c := b[i]
-		switch {
-		case c >= '0' && c <= '9':
-			b[i] = byte('0' + (int(c-'0')+1+r.IntN(8))%10)
-		case c >= 'a' && c <= 'z':
-			b[i] = letters[r.IntN(len(letters))]
+		b := []byte(s)
+		i := r.IntN(len(b))
+		j := r.IntN(len(b))
+		switch r.IntN(3) {
+		case 0:
+			if i+1 < len(b) {
+				b[i], b[i+1] = b[i+1], b[i]
+			}
+		case 1:
+			if i > 0 {
+				b[i] = b[i-1]
+			}
 		default:
-			b[i] = strings.ToUpper(string(letters[r.IntN(len(letters))]))[0]
+			b[i] = b[j]
 		}
 		if string(b) != s {
+			return string(b)
+		}
+		if strings.Count(s, s[:1]) == len(s) { // one repeated letter: change its case-mate instead
+			b[i] = letters[(strings.IndexByte(letters, strings.ToLower(s)[0])+1)%len(letters)]
+			if strings.ToUpper(s) == s {
+				b[i] = strings.ToUpper(string(b[i]))[0]
+			}
 			return string(b)
 		}
 	}
@@ -85,7 +111,6 @@ func makeTask(r *rand.Rand) task {
 		sort.Slice(b, func(i, j int) bool { return b[i] < b[j] })
 		t = task{"Sort: " + w, string(b), ""}
 	}
-	t.wrong = nearMiss(r, t.answer)
 	return t
 }
 
@@ -111,6 +136,11 @@ func write(dir string) error {
 		}
 		seen[t.question] = true
 		tasks = append(tasks, t)
+	}
+	// Wrong answers draw from their own stream, so the questions do not depend on them.
+	miss := rand.New(rand.NewPCG(2026, 12))
+	for i := range tasks {
+		tasks[i].wrong = nearMiss(miss, tasks[i].answer)
 	}
 	// Held-out questions never appear in training.
 	splits := map[string][]task{"train": tasks[:2700], "test": tasks[2700:]}

@@ -29,6 +29,11 @@ tok.save(str(out / "tokenizer.json"))
 chatml = (root / "tokenizer" / "chat.go").read_text()
 start = chatml.index('const ChatMLTemplate = "') + len('const ChatMLTemplate = "')
 template = json.loads('"' + chatml[start:chatml.index('"\n', start)] + '"')
+# The newline after <|im_end|> goes inside the generation block: TRL's preference data ends each
+# completion with it, so the SFT model must have learned it before DPO scores it.
+closing = "{%- endgeneration %}{{- '\n' }}"
+assert closing in template, "ChatMLTemplate changed: update the generation block edit"
+template = template.replace(closing, "{{- '\n' }}{%- endgeneration %}")
 config = {
     "tokenizer_class": "PreTrainedTokenizerFast",
     "bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None,

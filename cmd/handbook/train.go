@@ -13,13 +13,20 @@ import (
 	"handbook"
 )
 
-// runSFT is `handbook sft RECIPE.yaml [--key=value …]`, the handbook's run_sft.py. The CLI-only
-// flag --exact_match=N scores N held-out conversations before and after training.
-func runSFT(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// trainCommand is `handbook sft|dpo|orpo RECIPE.yaml [--key=value …]`, the handbook's
+// run_sft.py / run_dpo.py / run_orpo.py. The CLI-only flag --exact_match=N scores N held-out
+// conversations before and after training.
+func trainCommand(task handbook.Task, config string) func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		return runTraining(ctx, task, config, args, stdout, stderr)
+	}
+}
+
+func runTraining(ctx context.Context, task handbook.Task, config string, args []string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintln(stderr, "usage: handbook sft RECIPE.yaml [--key=value …] [--exact_match=N]\n\n"+
-			"Keys are the recipe's (transformers TrainingArguments, TRL SFTConfig, model and data arguments).\n"+
-			"--exact_match=N reports greedy exact match on N held-out conversations before and after training.")
+		fmt.Fprintf(stderr, "usage: handbook %s RECIPE.yaml [--key=value …] [--exact_match=N]\n\n"+
+			"Keys are the recipe's (transformers TrainingArguments, TRL %s, model and data arguments).\n"+
+			"--exact_match=N reports greedy exact match on N held-out conversations before and after training.\n", task, config)
 		return flag.ErrHelp
 	}
 	flags, rest, err := takeFlags(args, []string{"exact_match"}, nil)
@@ -34,7 +41,7 @@ func runSFT(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	recipe, err := handbook.LoadRecipe(path, handbook.TaskSFT, overrides)
+	recipe, err := handbook.LoadRecipe(path, task, overrides)
 	if err != nil {
 		return err
 	}
@@ -42,10 +49,10 @@ func runSFT(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var bar *progressbar.ProgressBar
 	progress := func(step, total int, loss float64) {
 		if bar == nil {
-			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription("sft"),
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription(string(task)),
 				progressbar.OptionShowCount(), progressbar.OptionSetPredictTime(true), progressbar.OptionClearOnFinish())
 		}
-		bar.Describe(fmt.Sprintf("sft loss %.4f", loss))
+		bar.Describe(fmt.Sprintf("%s loss %.4f", task, loss))
 		_ = bar.Set(step)
 	}
 	if f, ok := stderr.(*os.File); !ok || !isTerminal(f) {

@@ -1,0 +1,447 @@
+package dpo
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"handbook/data"
+	"handbook/model"
+	"handbook/train"
+)
+
+// RunArgs are the batching and output arguments DPO and ORPO share (TRL's DPOConfig / ORPOConfig
+// on top of TrainingArguments).
+type RunArgs struct {
+	PerDeviceTrainBatchSize int // pairs per micro-batch (default 8)
+	PerDeviceEvalBatchSize  int // default 8
+	// MaxLength cuts each prompt+completion row (0: no limit), keeping Truncation's end.
+	MaxLength  int
+	Truncation data.Truncation
+	// PadID pads rows (TRL: the pad token, else EOS); PadToMultipleOf rounds row lengths up,
+	// bounding the number of distinct shapes (each compiles its own graph).
+	PadID           int32
+	PadToMultipleOf int
+	// Seed orders the data (transformers' data_seed, else seed).
+	Seed int64
+	// OverwriteOutputDir starts from scratch even when output_dir holds a checkpoint.
+	OverwriteOutputDir bool
+}
+
+// Config is DPOConfig: the engine's arguments, the loss, batching and the reference policy.
+type Config struct {
+	train.Args
+	LossConfig
+	RunArgs
+	// PrecomputeRefLogProbs scores every pair with the reference once before training (and the
+	// eval set before evaluating), so no reference is kept during training.
+	PrecomputeRefLogProbs bool
+	// PrecomputeRefBatchSize is the batch size of that pass (default: the train/eval batch size).
+	PrecomputeRefBatchSize int
+}
+
+// Trainer runs DPO on Model. The reference policy is, in order of precedence:
+//   - TrainRefLogps / EvalRefLogps: log-probs supplied by the dataset (ref_chosen_logps and
+//     ref_rejected_logps columns);
+//   - Config.PrecomputeRefLogProbs: one pass of the reference (RefModel, else RefDecoder on the
+//     policy's weights, else the policy itself before training) over the data before training;
+//   - RefDecoder: the policy's own weights through another decoder, in the training graph under
+//     StopGradient — the adapter-disabled base of a LoRA model, with no second copy in memory;
+//   - RefModel: a separate frozen model (ref_model), scored in its own forward pass per batch;
+//   - none of these: a frozen copy of the policy's starting weights, as TRL loads when
+//     ref_model is None.
+//
+// The reference never gets gradients or optimizer state.
+type Trainer struct {
+	Model  *model.Model
+	Config Config
+	// TrainSet and EvalSet are tokenized pairs (data.TokenizePreference). EvalSet may be empty.
+	TrainSet, EvalSet []data.PreferenceSample
+	// TrainRefLogps and EvalRefLogps, when non-nil, are the dataset's reference log-probs, one
+	// per pair of TrainSet / EvalSet.
+	TrainRefLogps, EvalRefLogps []RefLogps
+	// RefModel is a separate frozen reference (ref_model); it must share the policy's vocabulary.
+	RefModel *model.Model
+	// RefDecoder scores the reference from the policy's weights (for LoRA: Linear = Dense).
+	RefDecoder *model.Decoder
+	// Trainable and Weights are passed to the engine (a LoRA run trains and saves its adapter).
+	Trainable func(name string) bool
+	Weights   train.WeightsIO
+	// TokenizerDir, when set, is copied (tokenizer.json, tokenizer_config.json, …) into the output.
+	TokenizerDir string
+	// Sinks and Progress are passed to the engine.
+	Sinks    []train.Sink
+	Progress func(step, total int, loss float64)
+}
+
+// Result is a finished run's summary, as train_results.json records it.
+type Result struct {
+	train.Result
+	ResumedFrom string
+}
+
+// Train runs DPO (resuming from the newest checkpoint in output_dir unless OverwriteOutputDir)
+// and saves the final model at output_dir.
+func (t *Trainer) Train(ctx context.Context) (Result, error) {
+	cfg := t.Config
+	loss := cfg.LossConfig
+	if err := loss.Validate(); err != nil {
+		return Result{}, fmt.Errorf("dpo: %w", err)
+	}
+	if err := checkSets(t.Model, t.TrainSet, t.EvalSet); err != nil {
+		return Result{}, fmt.Errorf("dpo: %w", err)
+	}
+	if t.TrainRefLogps != nil && len(t.TrainRefLogps) != len(t.TrainSet) {
+		return Result{}, fmt.Errorf("dpo: %d reference log-probs for %d training pairs", len(t.TrainRefLogps), len(t.TrainSet))
+	}
+	if t.EvalRefLogps != nil && len(t.EvalRefLogps) != len(t.EvalSet) {
+		return Result{}, fmt.Errorf("dpo: %d reference log-probs for %d evaluation pairs", len(t.EvalRefLogps), len(t.EvalSet))
+	}
+	if t.RefModel != nil && t.RefModel.Config.VocabSize != t.Model.Config.VocabSize {
+		return Result{}, fmt.Errorf("dpo: ref_model vocabulary %d differs from the policy's %d", t.RefModel.Config.VocabSize, t.Model.Config.VocabSize)
+	}
+	ra := cfg.RunArgs.withDefaults()
+	collate := data.CollateConfig{PadID: ra.PadID, PadToMultipleOf: ra.PadToMultipleOf, MaxLength: ra.MaxLength, Truncation: ra.Truncation}
+	trainB := &pairBatches{pairs: t.TrainSet, ref: t.TrainRefLogps, collate: collate,
+		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: ra.Seed, Shuffle: true}}
+	var evalB *pairBatches
+	if len(t.EvalSet) > 0 {
+		evalB = &pairBatches{pairs: t.EvalSet, ref: t.EvalRefLogps, collate: collate,
+			sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
+	}
+	obj := Objective{LossConfig: loss}
+
+	// The reference is settled before any checkpoint is resumed: it is the policy's start.
+	needsRef := trainB.ref == nil || (evalB != nil && evalB.ref == nil)
+	switch {
+	case !needsRef:
+	case cfg.PrecomputeRefLogProbs:
+		refM, dec := t.RefModel, t.RefDecoder
+		if refM == nil {
+			refM = t.Model
+		}
+		if t.RefModel != nil || dec == nil {
+			dec = refM.Decoder
+		}
+		s, err := newScorer(refM, dec)
+		if err != nil {
+			return Result{}, fmt.Errorf("dpo: %w", err)
+		}
+		defer s.finalize()
+		for _, b := range []*pairBatches{trainB, evalB} {
+			if b == nil || b.ref != nil {
+				continue
+			}
+			size := cfg.PrecomputeRefBatchSize
+			if size <= 0 {
+				size = b.sampler.BatchSize
+			}
+			if b.ref, err = s.precompute(ctx, b.pairs, collate, size); err != nil {
+				return Result{}, fmt.Errorf("dpo: precompute reference log-probs: %w", err)
+			}
+		}
+	case t.RefDecoder != nil && t.RefModel == nil:
+		obj.Reference = t.RefDecoder
+	default:
+		refM := t.RefModel
+		if refM == nil {
+			var err error
+			if refM, err = copyModel(t.Model); err != nil {
+				return Result{}, fmt.Errorf("dpo: %w", err)
+			}
+		}
+		s, err := newScorer(refM, refM.Decoder)
+		if err != nil {
+			return Result{}, fmt.Errorf("dpo: %w", err)
+		}
+		defer s.finalize()
+		trainB.scorer = s
+		if evalB != nil {
+			evalB.scorer = s
+		}
+	}
+	var eval train.Batches
+	if evalB != nil {
+		eval = evalB
+	}
+	return run(ctx, "dpo", t.Model, obj, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Sinks, t.Progress, t.TokenizerDir})
+}
+
+// ORPOConfig is ORPOConfig: the engine's arguments, λ and batching.
+type ORPOConfig struct {
+	train.Args
+	RunArgs
+	// Beta is λ, the weight of the odds-ratio term (TRL default 0.1); it must be positive.
+	Beta float64
+}
+
+// ORPOTrainer runs ORPO on Model: no reference model.
+type ORPOTrainer struct {
+	Model             *model.Model
+	Config            ORPOConfig
+	TrainSet, EvalSet []data.PreferenceSample
+	Trainable         func(name string) bool
+	Weights           train.WeightsIO
+	TokenizerDir      string
+	Sinks             []train.Sink
+	Progress          func(step, total int, loss float64)
+}
+
+// Train runs ORPO (resuming as Trainer.Train does) and saves the final model at output_dir.
+func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
+	cfg := t.Config
+	if err := (LossConfig{Beta: cfg.Beta}).Validate(); err != nil {
+		return Result{}, fmt.Errorf("orpo: %w", err)
+	}
+	if err := checkSets(t.Model, t.TrainSet, t.EvalSet); err != nil {
+		return Result{}, fmt.Errorf("orpo: %w", err)
+	}
+	ra := cfg.RunArgs.withDefaults()
+	collate := data.CollateConfig{PadID: ra.PadID, PadToMultipleOf: ra.PadToMultipleOf, MaxLength: ra.MaxLength, Truncation: ra.Truncation}
+	trainB := &pairBatches{pairs: t.TrainSet, collate: collate,
+		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: ra.Seed, Shuffle: true}}
+	var eval train.Batches
+	if len(t.EvalSet) > 0 {
+		eval = &pairBatches{pairs: t.EvalSet, collate: collate, sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
+	}
+	return run(ctx, "orpo", t.Model, ORPO{Beta: cfg.Beta}, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Sinks, t.Progress, t.TokenizerDir})
+}
+
+func (a RunArgs) withDefaults() RunArgs {
+	if a.PerDeviceTrainBatchSize <= 0 {
+		a.PerDeviceTrainBatchSize = 8
+	}
+	if a.PerDeviceEvalBatchSize <= 0 {
+		a.PerDeviceEvalBatchSize = 8
+	}
+	return a
+}
+
+// checkSets rejects what would silently train on nothing: no pairs, a pair without a prompt
+// (its chosen and rejected share no prompt) or with an empty completion, ids outside the
+// vocabulary.
+func checkSets(m *model.Model, trainSet, evalSet []data.PreferenceSample) error {
+	if m == nil {
+		return fmt.Errorf("no model")
+	}
+	if len(trainSet) == 0 {
+		return fmt.Errorf("no training pair")
+	}
+	vocab := int32(m.Config.VocabSize)
+	for _, set := range []struct {
+		name  string
+		pairs []data.PreferenceSample
+	}{{"training", trainSet}, {"evaluation", evalSet}} {
+		for i, p := range set.pairs {
+			switch {
+			case len(p.PromptIDs) == 0:
+				return fmt.Errorf("%s pair %d has an empty prompt: chosen and rejected must share a prompt", set.name, i)
+			case len(p.ChosenIDs) == 0:
+				return fmt.Errorf("%s pair %d has an empty chosen completion", set.name, i)
+			case len(p.RejectedIDs) == 0:
+				return fmt.Errorf("%s pair %d has an empty rejected completion", set.name, i)
+			}
+			for _, ids := range [][]int32{p.PromptIDs, p.ChosenIDs, p.RejectedIDs} {
+				for _, id := range ids {
+					if id < 0 || id >= vocab {
+						return fmt.Errorf("%s pair %d has token id %d outside the vocabulary of %d", set.name, i, id, vocab)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// engineHooks are the Trainer fields passed through to the engine and the output.
+type engineHooks struct {
+	trainable    func(string) bool
+	weights      train.WeightsIO
+	sinks        []train.Sink
+	progress     func(step, total int, loss float64)
+	tokenizerDir string
+}
+
+// run trains obj with the engine, resuming from output_dir's last checkpoint, and writes the
+// output directory (the layout sft writes).
+func run(ctx context.Context, name string, m *model.Model, obj train.Objective, args train.Args, ra RunArgs,
+	trainB, evalB train.Batches, h engineHooks) (Result, error) {
+	if args.OutputDir == "" {
+		return Result{}, fmt.Errorf("%s: output_dir is required", name)
+	}
+	if st, err := os.Stat(args.OutputDir); err == nil && !st.IsDir() {
+		return Result{}, fmt.Errorf("%s: output_dir %s is a file", name, args.OutputDir)
+	}
+	jsonl, err := train.NewJSONLSink(filepath.Join(args.OutputDir, train.LogFile))
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", name, err)
+	}
+	defer jsonl.Close()
+	engine := &train.Engine{Model: m, Objective: obj, Args: args, Trainable: h.trainable, Weights: h.weights,
+		Sinks: append(append([]train.Sink{}, h.sinks...), jsonl), Progress: h.progress}
+	var res Result
+	if !ra.OverwriteOutputDir {
+		last, err := train.LastCheckpoint(args.OutputDir)
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: %w", name, err)
+		}
+		if last != "" {
+			if err := engine.Resume(last); err != nil {
+				return Result{}, fmt.Errorf("%s: %w", name, err)
+			}
+			res.ResumedFrom = last
+		}
+	}
+	res.Result, err = engine.Train(ctx, trainB, evalB)
+	if err != nil {
+		return res, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := saveOutput(m, h, args, ra, res); err != nil {
+		return res, fmt.Errorf("%s: %w", name, err)
+	}
+	return res, nil
+}
+
+// saveOutput writes the final weights (the model, or what Weights saves), tokenizer files and
+// the result JSONs transformers' Trainer leaves.
+func saveOutput(m *model.Model, h engineHooks, args train.Args, ra RunArgs, res Result) error {
+	dir := args.OutputDir
+	if h.weights != nil {
+		if err := h.weights.SaveWeights(dir); err != nil {
+			return err
+		}
+	} else if err := m.Save(dir, model.SaveOptions{}); err != nil {
+		return err
+	}
+	if h.tokenizerDir != "" {
+		for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"} {
+			if err := copyIfExists(filepath.Join(h.tokenizerDir, f), filepath.Join(dir, f)); err != nil {
+				return err
+			}
+		}
+	}
+	steps := float64(res.GlobalStep)
+	secs := max(res.Runtime.Seconds(), 1e-9)
+	results := map[string]float64{
+		"epoch": res.State.Epoch, "train_loss": res.TrainLoss, "train_runtime": secs, "total_flos": 0,
+		"train_samples_per_second": steps * float64(ra.PerDeviceTrainBatchSize*max(1, args.GradientAccumulationSteps)) / secs,
+		"train_steps_per_second":   steps / secs, "train_tokens_per_second": res.TokensPerSec,
+	}
+	for _, name := range []string{"train_results.json", "all_results.json"} {
+		if err := writeJSON(filepath.Join(dir, name), results); err != nil {
+			return err
+		}
+	}
+	return writeJSON(filepath.Join(dir, train.TrainerStateFile), map[string]any{
+		"global_step": res.GlobalStep, "epoch": res.State.Epoch, "log_history": res.State.LogHistory, "max_steps": res.State.MaxSteps,
+	})
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+func copyIfExists(src, dst string) error {
+	in, err := os.Open(src)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// pairBatches adapts data's sampler and preference collator to the engine's Batches, adding the
+// reference log-probs when they are stored (ref) or scored per batch (scorer).
+type pairBatches struct {
+	pairs   []data.PreferenceSample
+	ref     []RefLogps
+	scorer  *scorer
+	sampler data.Sampler
+	collate data.CollateConfig
+}
+
+func (b *pairBatches) Len() int { return b.sampler.Steps() }
+
+func (b *pairBatches) Batch(epoch, index int) (map[string]*tensors.Tensor, error) {
+	idx, err := b.sampler.Batch(epoch, index)
+	if err != nil {
+		return nil, err
+	}
+	picked := make([]data.PreferenceSample, len(idx))
+	var ref []RefLogps
+	if b.ref != nil {
+		ref = make([]RefLogps, len(idx))
+	}
+	for i, j := range idx {
+		picked[i] = b.pairs[j]
+		if ref != nil {
+			ref[i] = b.ref[j]
+		}
+	}
+	batch, err := collatePairs(picked, ref, b.collate)
+	if err != nil {
+		return nil, err
+	}
+	if ref == nil && b.scorer != nil {
+		if ref, err = b.scorer.score(batch); err != nil {
+			return nil, err
+		}
+		addRef(batch, ref)
+	}
+	return batch, nil
+}
+
+// collatePairs builds the engine's input tensors of a preference batch, with the reference
+// log-probs when ref is non-nil.
+func collatePairs(pairs []data.PreferenceSample, ref []RefLogps, cfg data.CollateConfig) (map[string]*tensors.Tensor, error) {
+	pb, err := data.CollatePreference(pairs, cfg)
+	if err != nil {
+		return nil, err
+	}
+	batch := map[string]*tensors.Tensor{
+		"input_ids":      rows(pb.InputIDs),
+		"labels":         rows(pb.Labels),
+		"attention_mask": rows(pb.AttentionMask),
+	}
+	if ref != nil {
+		addRef(batch, ref)
+	}
+	return batch, nil
+}
+
+func addRef(batch map[string]*tensors.Tensor, ref []RefLogps) {
+	c, r := make([]float32, len(ref)), make([]float32, len(ref))
+	for i, l := range ref {
+		c[i], r[i] = float32(l.Chosen), float32(l.Rejected)
+	}
+	batch[RefChosenLogps] = tensors.FromFlatDataAndDimensions(c, len(c))
+	batch[RefRejectedLogps] = tensors.FromFlatDataAndDimensions(r, len(r))
+}
+
+func rows(r [][]int32) *tensors.Tensor {
+	flat := make([]int32, 0, len(r)*len(r[0]))
+	for _, row := range r {
+		flat = append(flat, row...)
+	}
+	return tensors.FromFlatDataAndDimensions(flat, len(r), len(r[0]))
+}
