@@ -14,6 +14,7 @@ import (
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval", stderr)
 	dir := fs.String("model", "", "model directory (config.json + safetensors)")
+	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) applied on top of --model")
 	tokensFile := fs.String("tokens", "", `JSON file of token ids: [[1,2,…],…], [1,2,…] or {"input_ids": …}`)
 	dataFile := fs.String("data", "", `text to score: JSONL with a "text" field per line, or a plain text file (needs tokenizer.json)`)
 	asJSON := fs.Bool("json", false, `print {"loss":…,"perplexity":…,"tokens":N} as the last line`)
@@ -28,6 +29,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer m.Finalize()
+	if err := attachAdapter(m, *adapter, stderr); err != nil {
+		return err
+	}
 	var seqs [][]int32
 	if *tokensFile != "" {
 		seqs, err = readTokenFile(*tokensFile)

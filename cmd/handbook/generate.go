@@ -11,6 +11,7 @@ import (
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("generate", stderr)
 	dir := fs.String("model", "", "model directory (config.json + safetensors)")
+	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) applied on top of --model")
 	prompt := fs.String("prompt", "", "prompt text (needs tokenizer.json in the model directory)")
 	promptIDs := fs.String("prompt_ids", "", "prompt as comma-separated token ids, e.g. 1,2,3")
 	maxNew := fs.Int("max_new_tokens", 32, "number of tokens to generate at most")
@@ -31,6 +32,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	defer m.Finalize()
+	if err := attachAdapter(m, *adapter, stderr); err != nil {
+		return err
+	}
 	tok, err := loadTokenizer(*dir)
 	if err != nil {
 		return err

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/gomlx/compute/dtypes"
+
+	"handbook/lora"
+	"handbook/model"
+)
+
+// runMerge folds a LoRA adapter into its base model and writes a full Hugging Face checkpoint
+// (PEFT's merge_and_unload + save_pretrained).
+func runMerge(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("merge", stderr)
+	dir := fs.String("model", "", "base model directory (default: the adapter's base_model_name_or_path)")
+	adapterDir := fs.String("adapter", "", "adapter directory (adapter_config.json + adapter_model.safetensors)")
+	out := fs.String("out", "", "output directory for the merged model")
+	dtype := fs.String("dtype", "", "dtype written: float32 or bfloat16 (default: the base model's)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *adapterDir == "" || *out == "" {
+		return fmt.Errorf("--adapter and --out are required")
+	}
+	var outDType dtypes.DType
+	switch *dtype {
+	case "":
+	case "float32":
+		outDType = dtypes.Float32
+	case "bfloat16":
+		outDType = dtypes.BFloat16
+	default:
+		return fmt.Errorf("--dtype %q: want float32 or bfloat16", *dtype)
+	}
+	if *dir == "" {
+		cfg, err := lora.ReadConfig(*adapterDir)
+		if err != nil {
+			return err
+		}
+		if cfg.BaseModel == "" {
+			return fmt.Errorf("--model is required: the adapter names no base_model_name_or_path")
+		}
+		*dir = cfg.BaseModel
+	}
+	m, err := loadModel(*dir, stderr)
+	if err != nil {
+		return err
+	}
+	defer m.Finalize()
+	a, err := lora.Load(m, *adapterDir)
+	if err != nil {
+		return err
+	}
+	merged, err := a.Merge()
+	if err != nil {
+		return err
+	}
+	defer merged.Finalize()
+	if err := merged.Save(*out, model.SaveOptions{DType: outDType}); err != nil {
+		return err
+	}
+	// The merged directory is a complete model: generation settings and the tokenizer come
+	// along, the adapter's own copy (trainers save one into output_dir) winning over the base's.
+	for _, name := range []string{"generation_config.json", "tokenizer.json", "tokenizer_config.json",
+		"special_tokens_map.json", "chat_template.jinja"} {
+		for _, src := range []string{*adapterDir, *dir} {
+			copied, err := copyFileIfExists(filepath.Join(src, name), filepath.Join(*out, name))
+			if err != nil {
+				return err
+			}
+			if copied {
+				break
+			}
+		}
+	}
+	_, err = fmt.Fprintf(stdout, "merged %d adapted modules (r=%d, scale %.4g) into %s\n", len(a.Modules), a.Config.R, a.Scale(), *out)
+	return err
+}
+
+// copyFileIfExists copies src to dst when src exists and reports whether it did.
+func copyFileIfExists(src, dst string) (bool, error) {
+	data, err := os.ReadFile(src)
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, os.WriteFile(dst, data, 0o644)
+}
+
+// attachAdapter loads a LoRA adapter onto m when dir is set (the --adapter flag of generate and eval).
+func attachAdapter(m *model.Model, dir string, stderr io.Writer) error {
+	if dir == "" {
+		return nil
+	}
+	a, err := lora.Load(m, dir)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "adapter %s: %d modules, r=%d, scale %.4g\n", dir, len(a.Modules), a.Config.R, a.Scale())
+	return nil
+}

@@ -1,0 +1,312 @@
+package lora
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
+	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads better unqualified
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"handbook/model"
+)
+
+// Adapter is a LoRA adapter attached to a model: it implements model.Linear by wrapping the
+// model's previous Linear, y = W·x (+b) + s·B·(A·dropout(x)), for its target modules. Its weights
+// live in the model's Weights map next to the base weights, under
+// "<module>.lora_A.weight" [r, in] and "<module>.lora_B.weight" [out, r], so train.Engine feeds
+// them like any weight; Trainable freezes everything else.
+type Adapter struct {
+	Config Config
+	// Modules are the adapted module paths, sorted.
+	Modules []string
+	// Saved are the full weights trained next to the adapter (modules_to_save), sorted.
+	Saved []string
+
+	model    *model.Model
+	base     model.Linear // the Linear the adapter wraps; nil means Dense
+	targets  map[string]bool
+	scale    float64
+	training bool // dropout is active (the view TrainingDecoder returns)
+	fast     bool // hand-written gradients (training graphs without gradient checkpointing)
+	seed     int64
+}
+
+// Names of an adapted module's weights.
+func loraA(module string) string { return module + ".lora_A.weight" }
+func loraB(module string) string { return module + ".lora_B.weight" }
+
+// isAdapterWeight reports whether a weight name belongs to a LoRA adapter.
+func isAdapterWeight(name string) bool {
+	return strings.HasSuffix(name, ".lora_A.weight") || strings.HasSuffix(name, ".lora_B.weight")
+}
+
+// Attach adds a freshly initialized adapter to m: A per cfg.Init (seeded), B zero, so the model's
+// outputs are unchanged until training. m.Decoder.Linear is replaced by the adapter; compiled
+// graphs of m are dropped because its weight list changed.
+func Attach(m *model.Model, cfg Config, seed uint64) (*Adapter, error) {
+	a, err := newAdapter(m, cfg)
+	if err != nil {
+		return nil, err
+	}
+	rng := rand.New(rand.NewPCG(seed, seed^0x6c6f7261))
+	weights := map[string]*tensors.Tensor{}
+	for _, mod := range a.Modules {
+		out, in, err := a.moduleDims(mod)
+		if err != nil {
+			return nil, err
+		}
+		av := make([]float32, cfg.R*in)
+		for i := range av {
+			if cfg.Init == InitGaussian {
+				av[i] = float32(rng.NormFloat64() / float64(cfg.R))
+			} else {
+				bound := 1 / math.Sqrt(float64(in))
+				av[i] = float32((2*rng.Float64() - 1) * bound)
+			}
+		}
+		weights[loraA(mod)] = tensors.FromFlatDataAndDimensions(av, cfg.R, in)
+		weights[loraB(mod)] = tensors.FromShape(shapes.Make(dtypes.Float32, out, cfg.R))
+	}
+	a.install(weights)
+	return a, nil
+}
+
+// newAdapter validates cfg against m and resolves its modules; it changes nothing.
+func newAdapter(m *model.Model, cfg Config) (*Adapter, error) {
+	if m == nil || m.Decoder == nil {
+		return nil, fmt.Errorf("lora: no model")
+	}
+	targets, err := cfg.Targets(m.Config)
+	if err != nil {
+		return nil, err
+	}
+	saved, err := cfg.savedModules(m.Weights)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range m.Weights.Names() {
+		if isAdapterWeight(n) {
+			return nil, fmt.Errorf("lora: the model already has adapter weight %s", n)
+		}
+	}
+	a := &Adapter{Config: cfg, Modules: targets, Saved: saved, model: m, base: m.Decoder.Linear,
+		targets: map[string]bool{}, scale: cfg.Scale()}
+	for _, t := range targets {
+		a.targets[t] = true
+	}
+	return a, nil
+}
+
+// moduleDims returns a target's [out, in] from its base weight (or its NF4 shape record).
+func (a *Adapter) moduleDims(module string) (out, in int, err error) {
+	for _, s := range a.model.Config.ParamSpecs() {
+		if s.Name == module+".weight" {
+			return s.Dims[0], s.Dims[1], nil
+		}
+	}
+	return 0, 0, fmt.Errorf("lora: module %s has no weight", module)
+}
+
+// install puts the adapter weights into the model and routes its linear layers through a.
+func (a *Adapter) install(weights map[string]*tensors.Tensor) {
+	a.model.Finalize()
+	for n, t := range weights {
+		a.model.Weights[n] = t
+	}
+	a.model.Decoder.Linear = a
+}
+
+// Model returns the model the adapter is attached to.
+func (a *Adapter) Model() *model.Model { return a.model }
+
+// Scale is the update's factor s (α/r or α/√r).
+func (a *Adapter) Scale() float64 { return a.scale }
+
+// Trainable reports whether train.Engine should update a weight: the adapter's A and B and the
+// modules_to_save weights. Everything else is frozen (no gradient, no optimizer state).
+func (a *Adapter) Trainable(name string) bool {
+	if isAdapterWeight(name) {
+		return true
+	}
+	for _, s := range a.Saved {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+// Apply implements model.Linear.
+func (a *Adapter) Apply(p model.Params, module string, x *Node) *Node {
+	wa, wb := p[loraA(module)], p[loraB(module)]
+	adapted := a.targets[module] && wa != nil && wb != nil // weights not fed: the base alone
+	if a.fast && useLayoutAwareGradients(x) && !a.Trainable(module+".weight") {
+		if w, bias, ok := a.frozenBase(p, module, x); ok {
+			if !adapted {
+				return frozenLoRALinear(x, w, bias, nil, nil, 0)
+			}
+			if a.Config.Dropout > 0 {
+				// Dropout only feeds the adapter; the fused layer takes one input, so the
+				// base and the adapter go separately.
+				y := frozenLoRALinear(x, w, bias, nil, nil, 0)
+				return Add(y, frozenLoRALinear(a.dropout(x), nil, nil, ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType()), a.scale))
+			}
+			return frozenLoRALinear(x, w, bias, ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType()), a.scale)
+		}
+	}
+	y := a.baseLinear().Apply(p, module, x)
+	if !adapted {
+		return y
+	}
+	h := x
+	if a.training && a.Config.Dropout > 0 {
+		h = a.dropout(h)
+	}
+	wa, wb = ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType())
+	h = DotGeneral(h, []int{h.Rank() - 1}, nil, wa, []int{1}, nil) // [..., r]
+	h = DotGeneral(h, []int{h.Rank() - 1}, nil, wb, []int{1}, nil) // [..., out]
+	return Add(y, MulScalar(h, a.scale))
+}
+
+// frozenBase returns a frozen base layer's weight [out, in] and bias in x's dtype when the base
+// is Dense or NF4 (whose weight it dequantizes); ok is false for other Linears.
+func (a *Adapter) frozenBase(p model.Params, module string, x *Node) (w, bias *Node, ok bool) {
+	switch base := a.base.(type) {
+	case nil:
+		w = p[module+".weight"]
+	case *NF4Linear:
+		w = base.weight(p, module, x)
+		if w == nil {
+			w = p[module+".weight"]
+		}
+	default:
+		return nil, nil, false
+	}
+	if w == nil {
+		return nil, nil, false
+	}
+	w = StopGradient(ConvertDType(w, x.DType()))
+	if b := p[module+".bias"]; b != nil {
+		bias = ConvertDType(b, x.DType())
+	}
+	return w, bias, true
+}
+
+func (a *Adapter) baseLinear() model.Linear {
+	if a.base == nil {
+		return model.Dense{}
+	}
+	return a.base
+}
+
+// dropout zeroes each input element with probability Dropout and scales the rest by 1/(1-p).
+// The random state is derived from the graph's inputs, so each batch draws its own mask while
+// a given batch always gets the same one (graphs carry no RNG state between steps).
+func (a *Adapter) dropout(x *Node) *Node {
+	g := x.Graph()
+	// Fingerprint of the input: the wrapping sum of its float32 bit patterns.
+	bits := Bitcast(ConvertDType(StopGradient(x), dtypes.Float32), dtypes.Uint32)
+	fingerprint := ConvertDType(ReduceAllSum(ConvertDType(bits, dtypes.Uint64)), dtypes.Uint64)
+	state := Add(RNGStateFromSeedForGraph(g, a.seed), fingerprint)
+	_, u := RandomUniform(state, shapes.Make(dtypes.Float32, x.Shape().Dimensions...))
+	u = ConvertDType(u, x.DType())
+	keep := GreaterOrEqual(u, Scalar(g, u.DType(), a.Config.Dropout))
+	return Where(keep, DivScalar(x, 1-a.Config.Dropout), ZerosLike(x))
+}
+
+// BaseDecoder returns a decoder that computes the base model only, with the same weights and no
+// copy of them: DPO's reference policy (PEFT's disable_adapter). modules_to_save weights are
+// shared, so they carry their trained values.
+func (a *Adapter) BaseDecoder() *model.Decoder {
+	d := *a.model.Decoder
+	d.Linear = a.base
+	return &d
+}
+
+// TrainingDecoder returns a decoder whose adapter applies lora_dropout and, on the Go backend,
+// hand-written gradients (training graphs only; the model's own decoder keeps both off for
+// evaluation and generation). seed selects the dropout masks.
+func (a *Adapter) TrainingDecoder(seed int64) *model.Decoder {
+	t := *a
+	t.training, t.seed = true, seed
+	d := *a.model.Decoder
+	t.fast = !d.GradientCheckpointing
+	d.Linear = &t
+	return &d
+}
+
+// Detach removes the adapter's weights from the model and restores the Linear it wrapped.
+func (a *Adapter) Detach() {
+	a.model.Finalize()
+	for _, mod := range a.Modules {
+		delete(a.model.Weights, loraA(mod))
+		delete(a.model.Weights, loraB(mod))
+	}
+	if a.model.Decoder.Linear == model.Linear(a) {
+		a.model.Decoder.Linear = a.base
+	}
+}
+
+// TrainableParameters counts the adapter's trainable values (PEFT's print_trainable_parameters).
+func (a *Adapter) TrainableParameters() int {
+	n := 0
+	for name, t := range a.model.Weights {
+		if a.Trainable(name) {
+			n += t.Shape().Size()
+		}
+	}
+	return n
+}
+
+// Objective is train.Objective's method set (package lora sits below train and does not import it).
+type Objective interface {
+	Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node)
+}
+
+// TrainingObjective wraps an objective so that its training graphs use the adapter's training
+// view: lora_dropout, and on the Go backend hand-written gradients for the frozen base and the
+// adapter (frozenLoRALinear). train.Engine marks training graphs by building them with
+// Decoder.FastGradients set (evaluation graphs use the model's own decoder, which leaves it
+// off), so that is the signal used here; the model's decoder itself must keep FastGradients off.
+// seed selects the dropout masks.
+func (a *Adapter) TrainingObjective(inner Objective, seed int64) Objective {
+	return trainingObjective{inner: inner, adapter: a, seed: seed}
+}
+
+type trainingObjective struct {
+	inner   Objective
+	adapter *Adapter
+	seed    int64
+}
+
+// Loss implements Objective.
+func (o trainingObjective) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node) {
+	if dec.FastGradients && dec.Linear == model.Linear(o.adapter) {
+		d := *dec
+		t := *o.adapter
+		// Like the decoder's own hand-written gradients, these stay off under gradient
+		// checkpointing (recomputed layers rebuild their forward nodes).
+		t.training, t.seed, t.fast = true, o.seed, !dec.GradientCheckpointing
+		d.Linear = &t
+		dec = &d
+	}
+	return o.inner.Loss(dec, p, batch)
+}
+
+// Disabled returns a decoder computing the base model of dec with the adapter switched off,
+// sharing dec's weights (an Objective's way to the reference policy: DPO with LoRA runs its
+// reference pass on Disabled(dec) under StopGradient). ok is false when dec has no adapter.
+func Disabled(dec *model.Decoder) (base *model.Decoder, ok bool) {
+	a, isAdapter := dec.Linear.(*Adapter)
+	if !isAdapter {
+		return dec, false
+	}
+	d := *dec
+	d.Linear = a.base
+	d.FastGradients = false // a reference pass needs no gradient
+	return &d, true
+}

@@ -1,0 +1,99 @@
+package lora
+
+import (
+	"context"
+	"math/rand/v2"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/gomlx/core/tensors"
+	"github.com/stretchr/testify/require"
+
+	"handbook/backend"
+	"handbook/model"
+	"handbook/train"
+)
+
+// benchConfig is the bench model of train/bench_test.go and tools/bench/torch_ref.py.
+const benchConfig = `{"model_type":"llama","vocab_size":4096,"hidden_size":256,"intermediate_size":688,
+"num_hidden_layers":4,"num_attention_heads":4,"num_key_value_heads":4,"max_position_embeddings":512,
+"tie_word_embeddings":false,"rms_norm_eps":1e-6,"rope_theta":10000}`
+
+const benchBatch, benchSeq = 8, 256
+
+// benchTrainStep times Engine optimizer steps of the bench model (batch 8 × 256 tokens) with
+// setup applied to the model first (nil: full fine-tuning). Run one benchmark per process when
+// comparing peak RSS (-bench 'TrainStep/lora$'): the max is over the process's life.
+func benchTrainStep(b *testing.B, setup func(m *model.Model) (*Adapter, error)) {
+	be, sel, err := backend.New()
+	require.NoError(b, err)
+	b.Log(sel)
+	cfg, err := model.ParseConfig([]byte(benchConfig))
+	require.NoError(b, err)
+	w, err := model.RandomWeights(cfg, dtypes.Float32, 1)
+	require.NoError(b, err)
+	m, err := model.New(be, cfg, w)
+	require.NoError(b, err)
+	e := &train.Engine{Model: m, Objective: train.CausalLM{},
+		Args: train.Args{OutputDir: b.TempDir(), LearningRate: 1e-4, MaxSteps: b.N + 1, MaxGradNorm: 1}}
+	if setup != nil {
+		a, err := setup(m)
+		require.NoError(b, err)
+		e.Trainable, e.Weights, e.Objective = a.Trainable, a, a.TrainingObjective(train.CausalLM{}, 1)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	ids := make([]int32, benchBatch*benchSeq)
+	for i := range ids {
+		ids[i] = int32(rng.IntN(cfg.VocabSize))
+	}
+	batch := tensors.FromFlatDataAndDimensions(ids, benchBatch, benchSeq)
+	var cpu0 time.Duration
+	e.Progress = func(step, _ int, _ float64) {
+		if step == 1 { // the first step compiles
+			b.ResetTimer()
+			cpu0 = cpuTime()
+		}
+	}
+	_, err = e.Train(context.Background(), fixedBatches{{"input_ids": batch, "labels": batch}}, nil)
+	require.NoError(b, err)
+	b.ReportMetric(float64(benchBatch*benchSeq*b.N)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+	b.ReportMetric(float64(peakRSS())/(1<<20), "peak-rss-MiB")
+}
+
+// BenchmarkTrainStep compares full fine-tuning with LoRA (r=16, α=32, all-linear) and QLoRA
+// (NF4 base, double quantization) on the bench model.
+func BenchmarkTrainStep(b *testing.B) {
+	lora := func(quantize bool) func(m *model.Model) (*Adapter, error) {
+		return func(m *model.Model) (*Adapter, error) {
+			if quantize {
+				if err := QuantizeBase(m, QuantizeOptions{DoubleQuant: true}); err != nil {
+					return nil, err
+				}
+			}
+			return Attach(m, Config{R: 16, Alpha: 32, TargetModules: []string{AllLinear}}, 1)
+		}
+	}
+	b.Run("full", func(b *testing.B) { benchTrainStep(b, nil) })
+	b.Run("lora", func(b *testing.B) { benchTrainStep(b, lora(false)) })
+	b.Run("qlora", func(b *testing.B) { benchTrainStep(b, lora(true)) })
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// peakRSS is the process's peak resident set size in bytes (Linux reports KiB).
+func peakRSS() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss << 10
+}

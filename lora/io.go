@@ -1,0 +1,191 @@
+package lora
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/dtypes/bfloat16"
+	"github.com/gomlx/gomlx/core/tensors"
+
+	"handbook/model"
+	"handbook/safetensors"
+)
+
+// peftPrefix is the prefix PEFT gives every saved tensor of a causal LM adapter.
+const peftPrefix = "base_model.model."
+
+// PEFTName is the name PEFT uses in adapter_model.safetensors for an adapter or saved weight
+// named as in model.Weights ("model.layers.0.self_attn.q_proj.lora_A.weight" →
+// "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").
+func PEFTName(name string) string { return peftPrefix + name }
+
+// Save writes the adapter as PEFT's save_pretrained does: adapter_config.json and
+// adapter_model.safetensors (float32 A and B, plus the modules_to_save weights).
+func (a *Adapter) Save(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("lora: save: %w", err)
+	}
+	var sources []safetensors.Source
+	for _, n := range a.weightNames() {
+		t := a.model.Weights[n]
+		if t == nil {
+			return fmt.Errorf("lora: save %s: the model has no weight %s", dir, n)
+		}
+		vals, err := float32Values(t)
+		if err != nil {
+			return fmt.Errorf("lora: save %s: %s: %w", dir, n, err)
+		}
+		sources = append(sources, safetensors.Float32Source(PEFTName(n), t.Shape().Dimensions, vals))
+	}
+	if err := safetensors.Save(filepath.Join(dir, WeightsFile), sources, nil); err != nil {
+		return fmt.Errorf("lora: save %s: %w", dir, err)
+	}
+	cfg, err := a.Config.marshalPEFT(a.Modules)
+	if err != nil {
+		return fmt.Errorf("lora: save %s: %w", dir, err)
+	}
+	return safetensors.WriteFileAtomic(filepath.Join(dir, ConfigFile), func(w io.Writer) error {
+		_, err := w.Write(cfg)
+		return err
+	})
+}
+
+// weightNames lists the weights the adapter owns (A, B and modules_to_save), sorted.
+func (a *Adapter) weightNames() []string {
+	names := append([]string{}, a.Saved...)
+	for _, m := range a.Modules {
+		names = append(names, loraA(m), loraB(m))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// SaveWeights implements train.WeightsIO: checkpoints and output_dir hold the adapter.
+func (a *Adapter) SaveWeights(dir string) error { return a.Save(dir) }
+
+// LoadWeights implements train.WeightsIO: it reads the adapter's weights from dir, checked
+// against the attached model, by model.Weights name.
+func (a *Adapter) LoadWeights(dir string) (map[string]*tensors.Tensor, error) {
+	return readAdapterWeights(a, dir)
+}
+
+// Load reads an adapter directory (PEFT's or handbook's) and attaches it to m. Shapes are
+// checked against the base: a mismatch is an error naming the tensor.
+func Load(m *model.Model, dir string) (*Adapter, error) {
+	cfg, err := ReadConfig(dir)
+	if err != nil {
+		return nil, err
+	}
+	a, err := newAdapter(m, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("lora: load %s: %w", dir, err)
+	}
+	w, err := readAdapterWeights(a, dir)
+	if err != nil {
+		return nil, err
+	}
+	a.install(w)
+	return a, nil
+}
+
+func readAdapterWeights(a *Adapter, dir string) (map[string]*tensors.Tensor, error) {
+	path := filepath.Join(dir, WeightsFile)
+	f, err := safetensors.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("lora: %w", err)
+	}
+	defer f.Close()
+	want := map[string][]int{}
+	for _, mod := range a.Modules {
+		out, in, err := a.moduleDims(mod)
+		if err != nil {
+			return nil, err
+		}
+		want[loraA(mod)] = []int{a.Config.R, in}
+		want[loraB(mod)] = []int{out, a.Config.R}
+	}
+	for _, n := range a.Saved {
+		want[n] = a.model.Weights[n].Shape().Dimensions
+	}
+	have := map[string]bool{}
+	for _, n := range f.Names() {
+		have[n] = true
+		if !strings.HasPrefix(n, peftPrefix) {
+			return nil, fmt.Errorf("lora: %s: tensor %s does not start with %q", path, n, peftPrefix)
+		}
+		if _, ok := want[strings.TrimPrefix(n, peftPrefix)]; !ok {
+			return nil, fmt.Errorf("lora: %s: tensor %s belongs to no module the adapter config selects on this model", path, n)
+		}
+	}
+	out := map[string]*tensors.Tensor{}
+	for name, dims := range want {
+		pn := PEFTName(name)
+		if !have[pn] {
+			return nil, fmt.Errorf("lora: %s: missing tensor %s", path, pn)
+		}
+		t, err := f.Tensor(pn)
+		if err != nil {
+			return nil, fmt.Errorf("lora: %w", err)
+		}
+		if !equalDims(t.Shape, dims) {
+			return nil, fmt.Errorf("lora: %s: tensor %s has shape %v, the base model implies %v (was the adapter trained on another base?)", path, pn, t.Shape, dims)
+		}
+		vals, err := t.Float32s()
+		if err != nil {
+			return nil, fmt.Errorf("lora: %w", err)
+		}
+		if isAdapterWeight(name) {
+			out[name] = tensors.FromFlatDataAndDimensions(vals, dims...)
+		} else {
+			out[name] = fromFloat32s(vals, a.model.Weights[name].DType(), dims)
+		}
+	}
+	return out, nil
+}
+
+func equalDims(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// float32Values copies a float32 or bfloat16 tensor's values as float32.
+func float32Values(t *tensors.Tensor) ([]float32, error) {
+	switch t.DType() {
+	case dtypes.Float32:
+		return tensors.CopyFlatData[float32](t)
+	case dtypes.BFloat16:
+		bf, err := tensors.CopyFlatData[bfloat16.BFloat16](t)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]float32, len(bf))
+		for i, v := range bf {
+			out[i] = v.Float32()
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("dtype %s is not a float weight dtype", t.DType())
+}
+
+func fromFloat32s(vals []float32, dtype dtypes.DType, dims []int) *tensors.Tensor {
+	if dtype == dtypes.BFloat16 {
+		bf := make([]bfloat16.BFloat16, len(vals))
+		for i, v := range vals {
+			bf[i] = bfloat16.FromFloat32(v)
+		}
+		return tensors.FromFlatDataAndDimensions(bf, dims...)
+	}
+	return tensors.FromFlatDataAndDimensions(vals, dims...)
+}
