@@ -72,12 +72,16 @@ type Engine struct {
 	// Sinks get every logged entry; Progress, when set, is called after each optimizer step.
 	Sinks    []Sink
 	Progress func(step, total int, loss float64)
+	// Placement, when set, spreads the optimizer step over a device mesh (zero.Strategy) with a
+	// ShardedStep; evaluation and checkpoints see the gathered weights. nil: one device.
+	Placement Placement
 
 	trainable, frozen []string
 	// optState holds each trainable weight's optimizer state, in Optimizer.StateNames order.
 	optState [][]*tensors.Tensor
 	state    State
 	graphs   map[string]*compiled
+	sharded  *ShardedStep
 }
 
 // compiled is a cached graph; metricNames are filled when the graph is built, in output order.
@@ -180,7 +184,7 @@ func (e *Engine) init() error {
 		}
 	}
 	e.graphs = map[string]*compiled{}
-	return nil
+	return e.initSharded()
 }
 
 // TotalSteps is the number of optimizer steps: MaxSteps, else ceil(epochs × updates per epoch).
@@ -267,6 +271,9 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 			windowLoss, windowSteps, windowMetrics = 0, 0, map[string]float64{}
 		}
 		if eval != nil && e.Args.EvalSteps > 0 && (step%e.Args.EvalSteps == 0 || step == total) {
+			if err := e.syncSharded(); err != nil {
+				return Result{}, fmt.Errorf("train: %w", err)
+			}
 			em, err := e.Evaluate(ctx, eval)
 			if err != nil {
 				return Result{}, fmt.Errorf("train: evaluation at step %d: %w", step, err)
@@ -281,10 +288,16 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 		}
 		// transformers also checkpoints the last step whenever it saves by steps.
 		if e.Args.SaveSteps > 0 && (step%e.Args.SaveSteps == 0 || step == total) && e.Args.OutputDir != "" {
+			if err := e.syncSharded(); err != nil {
+				return Result{}, fmt.Errorf("train: %w", err)
+			}
 			if err := e.SaveCheckpoint(); err != nil {
 				return Result{}, fmt.Errorf("train: %w", err)
 			}
 		}
+	}
+	if err := e.syncSharded(); err != nil {
+		return Result{}, fmt.Errorf("train: %w", err)
 	}
 	elapsed := time.Since(start)
 	res := Result{GlobalStep: e.state.GlobalStep, Runtime: elapsed, State: e.state}
@@ -311,6 +324,9 @@ func (e *Engine) log(step int, entry map[string]float64) error {
 // It returns the step's loss (summed loss / units across micro-batches), metrics per unit (plus
 // grad_norm before clipping) and the number of units.
 func (e *Engine) optimizerStep(train Batches, step int, lr float64) (loss float64, metrics map[string]float64, units, tokens float64, err error) {
+	if e.sharded != nil {
+		return e.shardedOptimizerStep(train, step, lr)
+	}
 	accum := e.Args.GradientAccumulationSteps
 	var grads []*tensors.Tensor
 	var lossSum float64
@@ -452,25 +468,7 @@ func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (fl
 		return func(inputs []*Node) []*Node {
 			params, g, states := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:2*nt+nt*ns]
 			stepN, lrN, unitsN := inputs[2*nt+nt*ns], inputs[2*nt+nt*ns+1], inputs[2*nt+nt*ns+2]
-			sq := make([]*Node, nt)
-			for i := range g {
-				g[i] = Div(g[i], unitsN)
-				sq[i] = ReduceAllSum(Square(g[i]))
-			}
-			norm := Sqrt(ReduceAllSum(Stack(sq, 0)))
-			if maxNorm > 0 {
-				// torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
-				coef := MinScalar(Div(Scalar(norm.Graph(), norm.DType(), maxNorm), AddScalar(norm, 1e-6)), 1.0)
-				for i := range g {
-					g[i] = Mul(g[i], coef)
-				}
-			}
-			newP, newS := make([]*Node, nt), make([]*Node, 0, nt*ns)
-			for i := range params {
-				var s []*Node
-				newP[i], s = opt.Update(params[i], g[i], states[i*ns:(i+1)*ns], stepN, lrN, decays(e.trainable[i]))
-				newS = append(newS, s...)
-			}
+			newP, newS, norm := clipAndUpdate(opt, maxNorm, e.trainable, params, g, states, stepN, lrN, unitsN)
 			outs := append([]*Node{norm}, newP...)
 			return append(outs, newS...)
 		}
@@ -568,6 +566,10 @@ func (e *Engine) runEval(batch map[string]*tensors.Tensor) ([]*tensors.Tensor, [
 }
 
 func (e *Engine) finalize() {
+	if e.sharded != nil {
+		e.sharded.Close()
+		e.sharded = nil
+	}
 	for _, c := range e.graphs {
 		c.exec.Finalize()
 	}

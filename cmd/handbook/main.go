@@ -27,6 +27,7 @@ var commands = []command{
 	{"orpo", "odds-ratio preference optimisation from a recipe (run_orpo.py)", trainCommand(handbook.TaskORPO, "ORPOConfig")},
 	{"data", "preview a recipe's data as the trainer will see it", runData},
 	{"generate", "continue a prompt with a model (greedy or sampled)", runGenerate},
+	{"estimate", "per-device memory of training a model under a ZeRO stage (params, grads, optimizer, activations)", runEstimate},
 	{"merge", "fold a LoRA adapter into its base model and save a full checkpoint", runMerge},
 	{"eval", "mean next-token loss and perplexity of a model on tokens or text", runEval},
 	{"tokenize", "encode text to token ids, or decode ids to text", runTokenize},
