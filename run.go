@@ -17,6 +17,7 @@ import (
 	"handbook/backend"
 	"handbook/data"
 	"handbook/dpo"
+	"handbook/lora"
 	"handbook/model"
 	"handbook/sft"
 	"handbook/tokenizer"
@@ -73,6 +74,20 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	}
 	tc := r.Training
 	m.Decoder.GradientCheckpointing = tc.GradientCheckpointing
+	adapter, err := attachAdapter(m, r, log)
+	if err != nil {
+		return nil, err
+	}
+	// A LoRA run trains and saves only its adapter; DPO's reference is then the base model with
+	// the adapter disabled (no second copy of the weights).
+	var trainable func(string) bool
+	var weightsIO train.WeightsIO
+	var refDecoder *model.Decoder
+	var objective train.Objective
+	if adapter != nil {
+		trainable, weightsIO, refDecoder = adapter.Trainable, adapter, adapter.BaseDecoder()
+		objective = adapter.TrainingObjective(train.CausalLM{}, int64(tc.Seed))
+	}
 	withEval := in.mix.Test.Len() > 0 && tc.EvalStrategy != "no"
 
 	// Each task tokenizes its data and returns the trainer's run, ready to start.
@@ -99,7 +114,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), cfg.OutputDir
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r),
-				Sinks: sinks, Progress: opts.Progress}
+				Objective: objective, Trainable: trainable, Weights: weightsIO, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}
@@ -123,7 +138,8 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if r.Task == TaskORPO {
 			trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 				t := &dpo.ORPOTrainer{Model: m, Config: dpo.ORPOConfig{Args: args, RunArgs: ra, Beta: tc.Beta},
-					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), Sinks: sinks, Progress: opts.Progress}
+					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), Trainable: trainable, Weights: weightsIO,
+					Sinks: sinks, Progress: opts.Progress}
 				out, err := t.Train(ctx)
 				return out.Result, out.ResumedFrom, err
 			}
@@ -136,7 +152,8 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 			t := &dpo.Trainer{Model: m, Config: dpo.Config{Args: args, LossConfig: loss, RunArgs: ra,
 				PrecomputeRefLogProbs: tc.PrecomputeRefLogProbs},
-				TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), Sinks: sinks, Progress: opts.Progress}
+				TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), RefDecoder: refDecoder,
+				Trainable: trainable, Weights: weightsIO, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}
@@ -184,6 +201,36 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		log.Info("held-out exact match after training", "conversations", len(heldOut), "exact_match", score)
 	}
 	return &res, nil
+}
+
+// attachAdapter applies the recipe's use_peft (LoRA) and load_in_4bit (QLoRA: NF4 base) keys; it
+// returns nil for a full fine-tune.
+func attachAdapter(m *model.Model, r *Recipe, log *slog.Logger) (*lora.Adapter, error) {
+	ma := r.Model
+	cfg, quant, err := lora.FromRecipe(lora.RecipeOptions{
+		UsePEFT: ma.UsePEFT, LoraR: ma.LoraR, LoraAlpha: float64(ma.LoraAlpha), LoraDropout: ma.LoraDropout,
+		LoraTargetModules: ma.LoraTargetModules, LoraModulesToSave: ma.LoraModulesToSave, UseRSLoRA: ma.UseRSLoRA,
+		LoadIn4Bit: ma.LoadIn4Bit, LoadIn8Bit: ma.LoadIn8Bit, BnB4BitQuantType: ma.BNB4BitQuantType,
+		UseBnBNestedQuant: ma.UseBNBNestedQuant, BnB4BitComputeDType: ma.BNB4BitComputeDtype,
+	}, string(m.Config.ModelType))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Path, err)
+	}
+	if cfg == nil {
+		return nil, nil
+	}
+	if quant != nil {
+		if err := lora.QuantizeBase(m, *quant); err != nil {
+			return nil, fmt.Errorf("%s: %w", r.Path, err)
+		}
+	}
+	cfg.BaseModel = ma.ModelNameOrPath
+	a, err := lora.Attach(m, *cfg, uint64(r.Training.Seed))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Path, err)
+	}
+	log.Info("LoRA adapter", "r", cfg.R, "alpha", cfg.Alpha, "trainable_parameters", a.TrainableParameters(), "4bit", quant != nil)
+	return a, nil
 }
 
 // dpoLoss maps beta, loss_type, loss_weights and label_smoothing.

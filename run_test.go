@@ -150,3 +150,30 @@ func TestRunPreferenceRecipes(t *testing.T) {
 		})
 	}
 }
+
+// TestRunLoRARecipes runs the tiny LoRA recipes (SFT, and DPO with the adapter-disabled base as
+// reference) for a few steps: the output holds a PEFT adapter, not a full model.
+func TestRunLoRARecipes(t *testing.T) {
+	for _, tc := range []struct {
+		path string
+		task Task
+	}{
+		{"recipes/tiny/sft/config_lora.yaml", TaskSFT},
+		{"recipes/tiny/dpo/config_lora.yaml", TaskDPO},
+	} {
+		t.Run(string(tc.task), func(t *testing.T) {
+			out := t.TempDir()
+			r, err := LoadRecipe(tc.path, tc.task, []string{"--model_name_or_path=recipes/tiny/model", "--max_steps=3",
+				"--eval_strategy=no", "--save_steps=3", "--output_dir=" + out})
+			require.NoError(t, err)
+			res, err := Run(context.Background(), r, RunOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, 3, res.Train.GlobalStep)
+			for _, dir := range []string{out, filepath.Join(out, "checkpoint-3")} {
+				assert.FileExists(t, filepath.Join(dir, "adapter_config.json"))
+				assert.FileExists(t, filepath.Join(dir, "adapter_model.safetensors"))
+				assert.NoFileExists(t, filepath.Join(dir, "model.safetensors"), "a LoRA run saves the adapter only")
+			}
+		})
+	}
+}

@@ -45,6 +45,13 @@ type Trainer struct {
 	TrainSet, EvalSet []data.Sample
 	// TokenizerDir, when set, is copied (tokenizer.json, tokenizer_config.json, …) into the output.
 	TokenizerDir string
+	// Objective replaces the causal-LM objective (nil: train.CausalLM), e.g. wrapped by a LoRA
+	// adapter to turn its dropout on in training graphs.
+	Objective train.Objective
+	// Trainable and Weights are passed to the engine: a LoRA run trains and saves (in checkpoints
+	// and the output directory) its adapter only. nil: the whole model.
+	Trainable func(name string) bool
+	Weights   train.WeightsIO
 	// Sinks and Progress are passed to the engine.
 	Sinks    []train.Sink
 	Progress func(step, total int, loss float64)
@@ -105,7 +112,12 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	}
 	defer jsonl.Close()
 	sinks = append(sinks, jsonl)
-	engine := &train.Engine{Model: t.Model, Objective: train.CausalLM{}, Args: cfg.Args, Sinks: sinks, Progress: t.Progress}
+	var objective train.Objective = train.CausalLM{}
+	if t.Objective != nil {
+		objective = t.Objective
+	}
+	engine := &train.Engine{Model: t.Model, Objective: objective, Args: cfg.Args, Trainable: t.Trainable, Weights: t.Weights,
+		Sinks: sinks, Progress: t.Progress}
 	if !cfg.OverwriteOutputDir {
 		last, err := train.LastCheckpoint(cfg.OutputDir)
 		if err != nil {
@@ -131,7 +143,11 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 // saveOutput writes the final model, tokenizer files and result JSONs into output_dir.
 func (t *Trainer) saveOutput(res Result) error {
 	dir := t.Config.OutputDir
-	if err := t.Model.Save(dir, model.SaveOptions{}); err != nil {
+	if t.Weights != nil {
+		if err := t.Weights.SaveWeights(dir); err != nil {
+			return err
+		}
+	} else if err := t.Model.Save(dir, model.SaveOptions{}); err != nil {
 		return err
 	}
 	if t.TokenizerDir != "" {
