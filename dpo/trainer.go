@@ -2,9 +2,7 @@ package dpo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -301,73 +299,12 @@ func run(ctx context.Context, name string, m *model.Model, obj train.Objective, 
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)
 	}
-	if err := saveOutput(m, h, args, ra, res); err != nil {
+	out := train.Output{Dir: args.OutputDir, Model: m, Weights: h.weights, TokenizerDir: h.tokenizerDir,
+		SamplesPerStep: ra.PerDeviceTrainBatchSize * max(1, args.GradientAccumulationSteps)}
+	if err := out.Save(res.Result); err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)
 	}
 	return res, nil
-}
-
-// saveOutput writes the final weights (the model, or what Weights saves), tokenizer files and
-// the result JSONs transformers' Trainer leaves.
-func saveOutput(m *model.Model, h engineHooks, args train.Args, ra RunArgs, res Result) error {
-	dir := args.OutputDir
-	if h.weights != nil {
-		if err := h.weights.SaveWeights(dir); err != nil {
-			return err
-		}
-	} else if err := m.Save(dir, model.SaveOptions{}); err != nil {
-		return err
-	}
-	if h.tokenizerDir != "" {
-		for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"} {
-			if err := copyIfExists(filepath.Join(h.tokenizerDir, f), filepath.Join(dir, f)); err != nil {
-				return err
-			}
-		}
-	}
-	steps := float64(res.GlobalStep)
-	secs := max(res.Runtime.Seconds(), 1e-9)
-	results := map[string]float64{
-		"epoch": res.State.Epoch, "train_loss": res.TrainLoss, "train_runtime": secs, "total_flos": 0,
-		"train_samples_per_second": steps * float64(ra.PerDeviceTrainBatchSize*max(1, args.GradientAccumulationSteps)) / secs,
-		"train_steps_per_second":   steps / secs, "train_tokens_per_second": res.TokensPerSec,
-	}
-	for _, name := range []string{"train_results.json", "all_results.json"} {
-		if err := writeJSON(filepath.Join(dir, name), results); err != nil {
-			return err
-		}
-	}
-	return writeJSON(filepath.Join(dir, train.TrainerStateFile), map[string]any{
-		"global_step": res.GlobalStep, "epoch": res.State.Epoch, "log_history": res.State.LogHistory, "max_steps": res.State.MaxSteps,
-	})
-}
-
-func writeJSON(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o644)
-}
-
-func copyIfExists(src, dst string) error {
-	in, err := os.Open(src)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // pairBatches adapts data's sampler and preference collator to the engine's Batches, adding the

@@ -2,9 +2,7 @@ package sft
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -134,72 +132,12 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("sft: %w", err)
 	}
-	if err := t.saveOutput(res); err != nil {
+	out := train.Output{Dir: cfg.OutputDir, Model: t.Model, Weights: t.Weights, TokenizerDir: t.TokenizerDir,
+		SamplesPerStep: cfg.PerDeviceTrainBatchSize * max(1, cfg.GradientAccumulationSteps)}
+	if err := out.Save(res.Result); err != nil {
 		return res, fmt.Errorf("sft: %w", err)
 	}
 	return res, nil
-}
-
-// saveOutput writes the final model, tokenizer files and result JSONs into output_dir.
-func (t *Trainer) saveOutput(res Result) error {
-	dir := t.Config.OutputDir
-	if t.Weights != nil {
-		if err := t.Weights.SaveWeights(dir); err != nil {
-			return err
-		}
-	} else if err := t.Model.Save(dir, model.SaveOptions{}); err != nil {
-		return err
-	}
-	if t.TokenizerDir != "" {
-		for _, f := range []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"} {
-			if err := copyIfExists(filepath.Join(t.TokenizerDir, f), filepath.Join(dir, f)); err != nil {
-				return err
-			}
-		}
-	}
-	steps := float64(res.GlobalStep)
-	secs := res.Runtime.Seconds()
-	results := map[string]float64{
-		"epoch": res.State.Epoch, "train_loss": res.TrainLoss, "train_runtime": secs, "total_flos": 0,
-		"train_samples_per_second": steps * float64(t.Config.PerDeviceTrainBatchSize*max(1, t.Config.GradientAccumulationSteps)) / secs,
-		"train_steps_per_second":   steps / secs, "train_tokens_per_second": res.TokensPerSec,
-	}
-	for _, name := range []string{"train_results.json", "all_results.json"} {
-		if err := writeJSON(filepath.Join(dir, name), results); err != nil {
-			return err
-		}
-	}
-	return writeJSON(filepath.Join(dir, train.TrainerStateFile), map[string]any{
-		"global_step": res.GlobalStep, "epoch": res.State.Epoch, "log_history": res.State.LogHistory, "max_steps": res.State.MaxSteps,
-	})
-}
-
-func writeJSON(path string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(data, '\n'), 0o644)
-}
-
-func copyIfExists(src, dst string) error {
-	in, err := os.Open(src)
-	if os.IsNotExist(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // batches adapts data's sampler and collator to the engine's Batches.
