@@ -105,6 +105,39 @@ func (e *Engine) graph(key string, fn func(c *compiled) func([]*Node) []*Node) (
 	return c, nil
 }
 
+// microStep is the body of a micro-batch graph, shared by the one-device and sharded steps. Its
+// inputs are the trainable weights, the frozen weights, the gradients accumulated so far (unless
+// first) and the batch's inputs in names order. It returns the objective's loss sum, units and
+// metric sums, and the float32 gradients of the sum added to the accumulated ones.
+func microStep(m *model.Model, obj Objective, trainableNames, frozenNames, names []string, first bool,
+	inputs []*Node) (sum, count *Node, metrics map[string]*Node, grads []*Node) {
+	nt, nf := len(trainableNames), len(frozenNames)
+	trainable, frozen, rest := inputs[:nt], inputs[nt:nt+nf], inputs[nt+nf:]
+	var acc []*Node
+	if !first {
+		acc, rest = rest[:nt], rest[nt:]
+	}
+	p := model.ParamsFromNodes(trainableNames, trainable)
+	for i, n := range frozenNames {
+		p[n] = StopGradient(frozen[i])
+	}
+	b := map[string]*Node{}
+	for i, n := range names {
+		b[n] = rest[i]
+	}
+	dec := *m.Decoder
+	dec.FastGradients = true // a training graph: hand-written gradients on the Go backend
+	sum, count, metrics = obj.Loss(&dec, p, b)
+	grads = Gradient(sum, trainable...)
+	for i := range grads {
+		grads[i] = ConvertDType(grads[i], dtypes.Float32)
+		if !first {
+			grads[i] = Add(acc[i], grads[i])
+		}
+	}
+	return sum, count, metrics, grads
+}
+
 // run executes a loss graph: args first, then the batch's inputs in names order. It returns the
 // outputs and the metric names of their loss part.
 func (c *compiled) run(args []any, batch map[string]*tensors.Tensor, names []string) ([]*tensors.Tensor, []string, error) {
@@ -411,30 +444,8 @@ func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Ten
 	key := fmt.Sprintf("micro first=%v %s", first, strings.Join(inputNames, ","))
 	c, err := e.graph(key, func(c *compiled) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {
-			trainable, frozen, rest := inputs[:nt], inputs[nt:nt+nf], inputs[nt+nf:]
-			var acc []*Node
-			if !first {
-				acc, rest = rest[:nt], rest[nt:]
-			}
-			p := model.ParamsFromNodes(e.trainable, trainable)
-			for i, n := range e.frozen {
-				p[n] = StopGradient(frozen[i])
-			}
-			b := map[string]*Node{}
-			for i, n := range inputNames {
-				b[n] = rest[i]
-			}
-			dec := *e.Model.Decoder
-			dec.FastGradients = true // a training graph: hand-written gradients on the Go backend
-			sum, count, metrics := e.Objective.Loss(&dec, p, b)
+			sum, count, metrics, g := microStep(e.Model, e.Objective, e.trainable, e.frozen, inputNames, first, inputs)
 			outs := lossOutputs(c, sum, count, metrics)
-			g := Gradient(sum, trainable...)
-			for i := range g {
-				g[i] = ConvertDType(g[i], dtypes.Float32)
-				if !first {
-					g[i] = Add(acc[i], g[i])
-				}
-			}
 			return append(outs, g...)
 		}
 	})

@@ -267,7 +267,7 @@ func (s *ShardedStep) call(c *shardedExec, perDevice func(d int) ([]any, error))
 // with the metric names.
 func (s *ShardedStep) runMicro(batch map[string]*tensors.Tensor) ([]float32, []string, error) {
 	names := batchNames(batch)
-	nt, nf := len(s.trainable), len(s.frozen)
+	nt := len(s.trainable)
 	first := s.grads == nil
 	var in []*distributed.ShardingSpec
 	for _, n := range s.trainable {
@@ -303,32 +303,10 @@ func (s *ShardedStep) runMicro(batch map[string]*tensors.Tensor) ([]float32, []s
 	// the objective has named its metrics), then the gradients.
 	c, err := s.exec(key, in, append([]*distributed.ShardingSpec{nil}, gradSpecs...), func(c *shardedExec) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {
-			trainable, frozen, rest := inputs[:nt], inputs[nt:nt+nf], inputs[nt+nf:]
-			var acc []*Node
-			if !first {
-				acc, rest = rest[:nt], rest[nt:]
-			}
-			p := model.ParamsFromNodes(s.trainable, trainable)
-			for i, n := range s.frozen {
-				p[n] = StopGradient(frozen[i])
-			}
-			b := map[string]*Node{}
-			for i, n := range names {
-				b[n] = rest[i]
-			}
-			dec := *s.Model.Decoder
-			dec.FastGradients = true
-			sum, count, metrics := s.Objective.Loss(&dec, p, b)
+			sum, count, metrics, g := microStep(s.Model, s.Objective, s.trainable, s.frozen, names, first, inputs)
 			lc := &compiled{}
 			scalars := Stack(lossOutputs(lc, sum, count, metrics), 0)
 			c.metricNames = lc.metricNames
-			g := Gradient(sum, trainable...)
-			for i := range g {
-				g[i] = ConvertDType(g[i], dtypes.Float32)
-				if !first {
-					g[i] = Add(acc[i], g[i])
-				}
-			}
 			return append([]*Node{scalars}, g...)
 		}
 	})
