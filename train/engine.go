@@ -95,6 +95,9 @@ func (e *Engine) graph(key string, fn func(c *compiled) func([]*Node) []*Node) (
 	if c, ok := e.graphs[key]; ok {
 		return c, nil
 	}
+	if e.graphs == nil { // Evaluate may run before Train
+		e.graphs = map[string]*compiled{}
+	}
 	c := &compiled{}
 	exec, err := NewExec(e.Model.Backend(), fn(c))
 	if err != nil {

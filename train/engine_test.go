@@ -213,11 +213,8 @@ func (r *recordingSink) Log(_ int, m map[string]float64) error {
 	return nil
 }
 
-// evaluateOnce evaluates with fresh compiled graphs (outside Train).
+// evaluateOnce evaluates with a fresh engine, as a host does before training (no Train call).
 func (e *Engine) evaluateOnce(data Batches) (map[string]float64, error) {
-	if err := e.init(); err != nil {
-		return nil, err
-	}
 	defer e.finalize()
 	return e.Evaluate(context.Background(), data)
 }
