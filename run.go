@@ -24,6 +24,7 @@ import (
 	"handbook/train"
 	"handbook/train/plot"
 	"handbook/train/tbevent"
+	"handbook/zero"
 )
 
 // RunOptions are what a host adds to a recipe: where logs go and what to report.
@@ -78,6 +79,15 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	strategy, err := placementFor(b, r, log)
+	if err != nil {
+		return nil, err
+	}
+	var placement train.Placement // stays a nil interface without a strategy
+	devices := 1
+	if strategy != nil {
+		placement, devices = strategy, strategy.Devices
+	}
 	// A LoRA run trains and saves only its adapter; DPO's reference is then the base model with
 	// the adapter disabled (no second copy of the weights).
 	var trainable func(string) bool
@@ -111,10 +121,11 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		cfg.PerDeviceTrainBatchSize *= devices // the batch one step splits over the devices
 		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), cfg.OutputDir
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r),
-				Objective: objective, Trainable: trainable, Weights: weightsIO, Sinks: sinks, Progress: opts.Progress}
+				Objective: objective, Trainable: trainable, Weights: weightsIO, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}
@@ -134,12 +145,13 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		ra.PerDeviceTrainBatchSize *= devices
 		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), args.OutputDir
 		if r.Task == TaskORPO {
 			trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 				t := &dpo.ORPOTrainer{Model: m, Config: dpo.ORPOConfig{Args: args, RunArgs: ra, Beta: tc.Beta},
 					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), Trainable: trainable, Weights: weightsIO,
-					Sinks: sinks, Progress: opts.Progress}
+					Placement: placement, Sinks: sinks, Progress: opts.Progress}
 				out, err := t.Train(ctx)
 				return out.Result, out.ResumedFrom, err
 			}
@@ -153,7 +165,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 			t := &dpo.Trainer{Model: m, Config: dpo.Config{Args: args, LossConfig: loss, RunArgs: ra,
 				PrecomputeRefLogProbs: tc.PrecomputeRefLogProbs},
 				TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), RefDecoder: refDecoder,
-				Trainable: trainable, Weights: weightsIO, Sinks: sinks, Progress: opts.Progress}
+				Trainable: trainable, Weights: weightsIO, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}
@@ -231,6 +243,34 @@ func attachAdapter(m *model.Model, r *Recipe, log *slog.Logger) (*lora.Adapter, 
 	}
 	log.Info("LoRA adapter", "r", cfg.R, "alpha", cfg.Alpha, "trainable_parameters", a.TrainableParameters(), "4bit", quant != nil)
 	return a, nil
+}
+
+// placementFor maps --config_file (an accelerate config) to a ZeRO strategy over num_processes
+// devices of the backend; nil without a config file or for a single process.
+func placementFor(b compute.Backend, r *Recipe, log *slog.Logger) (*zero.Strategy, error) {
+	if r.Accelerate == nil {
+		return nil, nil
+	}
+	s, warnings, err := zero.FromAccelerateConfig(r.Accelerate.Path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: --config_file: %w", r.Path, err)
+	}
+	for _, w := range warnings {
+		log.Warn(w, "config_file", r.Accelerate.Path)
+	}
+	if s.Devices <= 1 {
+		return nil, nil
+	}
+	if n := b.NumDevices(); n < s.Devices {
+		return nil, fmt.Errorf("%s: --config_file %s asks for %d processes but backend %s has %d device(s); "+
+			"install the XLA CPU plugin (tools/install-xla-cpu.sh) and set GOMLX_BACKEND=xla:<plugin path>",
+			r.Path, r.Accelerate.Path, s.Devices, b.Name(), n)
+	}
+	if err := s.CheckBatch(r.Training.PerDeviceTrainBatchSize * s.Devices); err != nil {
+		return nil, fmt.Errorf("%s: %w", r.Path, err)
+	}
+	log.Info("ZeRO placement", "stage", s.Stage, "devices", s.Devices, "config_file", r.Accelerate.Path)
+	return &s, nil
 }
 
 // dpoLoss maps beta, loss_type, loss_weights and label_smoothing.

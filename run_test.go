@@ -14,6 +14,7 @@ import (
 	"handbook/backend"
 	"handbook/model"
 	"handbook/train"
+	"handbook/zero"
 )
 
 const tinyRecipe = "recipes/tiny/sft/config_full.yaml"
@@ -175,5 +176,41 @@ func TestRunLoRARecipes(t *testing.T) {
 				assert.NoFileExists(t, filepath.Join(dir, "model.safetensors"), "a LoRA run saves the adapter only")
 			}
 		})
+	}
+}
+
+// TestRunConfigFileShardsTheRun runs the tiny SFT recipe with an accelerate config of 4 processes
+// (ZeRO stage 1) on the XLA CPU plugin's devices, and without one on a single device with the same
+// global batch: every step's loss agrees.
+func TestRunConfigFileShardsTheRun(t *testing.T) {
+	plugin, ok := zero.XLACPUPlugin()
+	if !ok {
+		msg := "XLA CPU PJRT plugin not found; install it with tools/install-xla-cpu.sh"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	t.Setenv("GOMLX_BACKEND", "xla:"+plugin)
+	losses := func(overrides ...string) []float64 {
+		out := t.TempDir()
+		r, err := LoadRecipe(tinyRecipe, TaskSFT, append(overrides, "--max_steps=3", "--logging_steps=1",
+			"--eval_strategy=no", "--save_strategy=no", "--report_to=none", "--output_dir="+out))
+		require.NoError(t, err)
+		res, err := Run(context.Background(), r, RunOptions{})
+		require.NoError(t, err)
+		var got []float64
+		for _, e := range res.Train.State.LogHistory {
+			if l, ok := e["loss"]; ok {
+				got = append(got, l)
+			}
+		}
+		require.Len(t, got, 3)
+		return got
+	}
+	one := losses("--per_device_train_batch_size=32")
+	sharded := losses("--per_device_train_batch_size=8", "--config_file=zero/testdata/made_zero1.yaml")
+	for i := range one {
+		assert.InEpsilonf(t, one[i], sharded[i], 1e-5, "step %d", i+1)
 	}
 }

@@ -70,6 +70,8 @@ type Trainer struct {
 	// Trainable and Weights are passed to the engine (a LoRA run trains and saves its adapter).
 	Trainable func(name string) bool
 	Weights   train.WeightsIO
+	// Placement spreads each optimizer step over devices (a zero.Strategy); nil: one device.
+	Placement train.Placement
 	// TokenizerDir, when set, is copied (tokenizer.json, tokenizer_config.json, …) into the output.
 	TokenizerDir string
 	// Sinks and Progress are passed to the engine.
@@ -167,7 +169,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if evalB != nil {
 		eval = evalB
 	}
-	return run(ctx, "dpo", t.Model, obj, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Sinks, t.Progress, t.TokenizerDir})
+	return run(ctx, "dpo", t.Model, obj, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
 }
 
 // ORPOConfig is ORPOConfig: the engine's arguments, λ and batching.
@@ -185,6 +187,7 @@ type ORPOTrainer struct {
 	TrainSet, EvalSet []data.PreferenceSample
 	Trainable         func(name string) bool
 	Weights           train.WeightsIO
+	Placement         train.Placement
 	TokenizerDir      string
 	Sinks             []train.Sink
 	Progress          func(step, total int, loss float64)
@@ -207,7 +210,7 @@ func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 	if len(t.EvalSet) > 0 {
 		eval = &pairBatches{pairs: t.EvalSet, collate: collate, sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
 	}
-	return run(ctx, "orpo", t.Model, ORPO{Beta: cfg.Beta}, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Sinks, t.Progress, t.TokenizerDir})
+	return run(ctx, "orpo", t.Model, ORPO{Beta: cfg.Beta}, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
 }
 
 func (a RunArgs) withDefaults() RunArgs {
@@ -260,6 +263,7 @@ func checkSets(m *model.Model, trainSet, evalSet []data.PreferenceSample) error 
 type engineHooks struct {
 	trainable    func(string) bool
 	weights      train.WeightsIO
+	placement    train.Placement
 	sinks        []train.Sink
 	progress     func(step, total int, loss float64)
 	tokenizerDir string
@@ -281,7 +285,7 @@ func run(ctx context.Context, name string, m *model.Model, obj train.Objective, 
 	}
 	defer jsonl.Close()
 	engine := &train.Engine{Model: m, Objective: obj, Args: args, Trainable: h.trainable, Weights: h.weights,
-		Sinks: append(append([]train.Sink{}, h.sinks...), jsonl), Progress: h.progress}
+		Placement: h.placement, Sinks: append(append([]train.Sink{}, h.sinks...), jsonl), Progress: h.progress}
 	var res Result
 	if !ra.OverwriteOutputDir {
 		last, err := train.LastCheckpoint(args.OutputDir)

@@ -50,6 +50,8 @@ type Trainer struct {
 	// and the output directory) its adapter only. nil: the whole model.
 	Trainable func(name string) bool
 	Weights   train.WeightsIO
+	// Placement spreads each optimizer step over devices (a zero.Strategy); nil: one device.
+	Placement train.Placement
 	// Sinks and Progress are passed to the engine.
 	Sinks    []train.Sink
 	Progress func(step, total int, loss float64)
@@ -115,7 +117,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 		objective = t.Objective
 	}
 	engine := &train.Engine{Model: t.Model, Objective: objective, Args: cfg.Args, Trainable: t.Trainable, Weights: t.Weights,
-		Sinks: sinks, Progress: t.Progress}
+		Placement: t.Placement, Sinks: sinks, Progress: t.Progress}
 	if !cfg.OverwriteOutputDir {
 		last, err := train.LastCheckpoint(cfg.OutputDir)
 		if err != nil {

@@ -2,8 +2,8 @@ package zero_test
 
 import (
 	"fmt"
+	"handbook/zero"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,27 +22,14 @@ func init() {
 	}
 }
 
-// xlaConfig finds the XLA CPU plugin: GOMLX_BACKEND when it names XLA, else
-// HANDBOOK_XLA_CPU_PLUGIN (the .so path), else where tools/install-xla-cpu.sh puts it.
+// xlaConfig is the backend configuration of the XLA CPU plugin: GOMLX_BACKEND when it names XLA,
+// else the installed plugin.
 func xlaConfig() (string, bool) {
 	if cfg := os.Getenv("GOMLX_BACKEND"); strings.HasPrefix(cfg, "xla") {
 		return cfg, true
 	}
-	candidates := []string{os.Getenv("HANDBOOK_XLA_CPU_PLUGIN")}
-	if home, err := os.UserHomeDir(); err == nil {
-		candidates = append(candidates, filepath.Join(home, ".cache", "handbook", "xla-cpu", "pjrt_c_api_cpu_plugin.so"))
-	}
-	for _, p := range candidates {
-		if p == "" {
-			continue
-		}
-		if abs, err := filepath.Abs(p); err == nil {
-			if _, err := os.Stat(abs); err == nil {
-				return "xla:" + abs, true
-			}
-		}
-	}
-	return "", false
+	path, ok := zero.XLACPUPlugin()
+	return "xla:" + path, ok
 }
 
 // xlaBackend returns the XLA CPU backend with at least testDevices devices. Without the plugin the
