@@ -161,10 +161,19 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if err != nil {
 			return nil, err
 		}
+		trainRef, err := datasetRefLogps(trainSet)
+		if err != nil {
+			return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
+		}
+		evalRef, err := datasetRefLogps(testSet)
+		if err != nil {
+			return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
+		}
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 			t := &dpo.Trainer{Model: m, Config: dpo.Config{Args: args, LossConfig: loss, RunArgs: ra,
 				PrecomputeRefLogProbs: tc.PrecomputeRefLogProbs},
-				TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), RefDecoder: refDecoder,
+				TrainSet: trainSet, EvalSet: testSet, TrainRefLogps: trainRef, EvalRefLogps: evalRef,
+				TokenizerDir: tokenizerDir(r), RefDecoder: refDecoder,
 				Trainable: trainable, Weights: weightsIO, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
@@ -271,6 +280,22 @@ func placementFor(b compute.Backend, r *Recipe, log *slog.Logger) (*zero.Strateg
 	}
 	log.Info("ZeRO placement", "stage", s.Stage, "devices", s.Devices, "config_file", r.Accelerate.Path)
 	return &s, nil
+}
+
+// datasetRefLogps collects the reference log-probs a preference dataset supplies (its
+// ref_chosen_logps and ref_rejected_logps columns); nil when it has none. Every pair must have
+// them, or none.
+func datasetRefLogps(pairs []data.PreferenceSample) ([]dpo.RefLogps, error) {
+	var out []dpo.RefLogps
+	for i, p := range pairs {
+		if (p.RefLogps != nil) != (pairs[0].RefLogps != nil) {
+			return nil, fmt.Errorf("pair %d: ref_chosen_logps/ref_rejected_logps are present in some rows only", i)
+		}
+		if p.RefLogps != nil {
+			out = append(out, dpo.RefLogps{Chosen: p.RefLogps[0], Rejected: p.RefLogps[1]})
+		}
+	}
+	return out, nil
 }
 
 // dpoLoss maps beta, loss_type, loss_weights and label_smoothing.

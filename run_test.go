@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -213,4 +215,51 @@ func TestRunConfigFileShardsTheRun(t *testing.T) {
 	for i := range one {
 		assert.InEpsilonf(t, one[i], sharded[i], 1e-5, "step %d", i+1)
 	}
+}
+
+// TestRunUsesDatasetRefLogps: a preference dataset with ref_chosen_logps/ref_rejected_logps
+// columns is scored against them, not against a reference model (whose step-1 loss is ln 2);
+// columns present in some rows only are an error naming the file and row.
+func TestRunUsesDatasetRefLogps(t *testing.T) {
+	raw, err := os.ReadFile("recipes/tiny/data/preference/train.jsonl")
+	require.NoError(t, err)
+	lines := strings.Split(strings.TrimSpace(string(raw)), "\n")[:64]
+	write := func(withRef func(i int) bool) string {
+		dir := t.TempDir()
+		var b strings.Builder
+		for i, l := range lines {
+			if withRef(i) {
+				l = strings.TrimSuffix(l, "}") + `,"ref_chosen_logps":0,"ref_rejected_logps":0}`
+			}
+			b.WriteString(l + "\n")
+		}
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "train.jsonl"), []byte(b.String()), 0o644))
+		return dir
+	}
+	run := func(dataDir string) (*RunResult, error) {
+		r, err := LoadRecipe("recipes/tiny/dpo/config_full.yaml", TaskDPO, []string{"--model_name_or_path=recipes/tiny/model",
+			`--dataset_mixture={"datasets":[{"id":"` + dataDir + `","split":"train"}]}`,
+			"--max_steps=1", "--logging_steps=1", "--eval_strategy=no", "--save_strategy=no", "--report_to=none",
+			"--output_dir=" + t.TempDir()})
+		require.NoError(t, err)
+		return Run(context.Background(), r, RunOptions{})
+	}
+	firstLoss := func(res *RunResult) float64 {
+		for _, e := range res.Train.State.LogHistory {
+			if l, ok := e["loss"]; ok {
+				return l
+			}
+		}
+		t.Fatal("no loss logged")
+		return 0
+	}
+	res, err := run(write(func(int) bool { return false }))
+	require.NoError(t, err)
+	assert.InDelta(t, math.Ln2, firstLoss(res), 1e-5, "policy == reference model")
+	res, err = run(write(func(int) bool { return true }))
+	require.NoError(t, err)
+	assert.Greater(t, math.Abs(firstLoss(res)-math.Ln2), 1e-3, "scored against the columns' zeros")
+	_, err = run(write(func(i int) bool { return i%2 == 0 }))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "train.jsonl: row 1: columns [chosen rejected] differ from the first row's")
 }

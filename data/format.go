@@ -64,6 +64,9 @@ type Example struct {
 	Prompt, Completion, Chosen, Rejected Turns
 	// Tools is the row's `tools` column as a JSON list (nil when absent).
 	Tools json.RawMessage
+	// RefLogps are the row's ref_chosen_logps and ref_rejected_logps columns (a preference
+	// dataset with precomputed reference log-probs, as TRL writes them); nil when absent.
+	RefLogps *[2]float64
 	// TemplateKwargs is the row's `chat_template_kwargs` column (e.g.
 	// enable_thinking); values are json.RawMessage.
 	TemplateKwargs map[string]any
@@ -180,6 +183,9 @@ func parsePreference(row Row, ex *Example) error {
 	if ex.Chosen.Conversational() != ex.Rejected.Conversational() {
 		return fmt.Errorf("columns \"chosen\" and \"rejected\": one is a message list, the other a string")
 	}
+	if err := parseRefLogps(row, ex); err != nil {
+		return err
+	}
 	if raw, ok := row["prompt"]; ok && !isJSONNull(raw) {
 		prompt, err := turnsColumn(row, "prompt")
 		if err != nil {
@@ -196,6 +202,26 @@ func parsePreference(row Row, ex *Example) error {
 	if ex.Chosen.Conversational() && (len(ex.Chosen.Messages) == 0 || len(ex.Rejected.Messages) == 0) {
 		return fmt.Errorf("columns \"chosen\" and \"rejected\": no differing turns after the shared prompt")
 	}
+	return nil
+}
+
+// parseRefLogps reads ref_chosen_logps and ref_rejected_logps: both numbers, or neither.
+func parseRefLogps(row Row, ex *Example) error {
+	rawC, okC := row["ref_chosen_logps"]
+	rawR, okR := row["ref_rejected_logps"]
+	if !okC && !okR {
+		return nil
+	}
+	if okC != okR {
+		return fmt.Errorf("columns \"ref_chosen_logps\" and \"ref_rejected_logps\" come together; only one is present")
+	}
+	var ref [2]float64
+	for i, raw := range []json.RawMessage{rawC, rawR} {
+		if err := json.Unmarshal(raw, &ref[i]); err != nil {
+			return fmt.Errorf("column %q: want a number, got %s", []string{"ref_chosen_logps", "ref_rejected_logps"}[i], raw)
+		}
+	}
+	ex.RefLogps = &ref
 	return nil
 }
 

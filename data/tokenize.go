@@ -76,6 +76,9 @@ type Sample struct {
 // shared prompt ids and the ids of each completion (EOS included).
 type PreferenceSample struct {
 	PromptIDs, ChosenIDs, RejectedIDs []int32
+	// RefLogps are the row's reference log-probs of chosen and rejected (the ref_chosen_logps and
+	// ref_rejected_logps columns); nil when the dataset has none.
+	RefLogps *[2]float64
 }
 
 // Stats counts what tokenization did. Dropped samples are never silent: they
@@ -465,5 +468,5 @@ func (p *prepared) preference(ex Example) (PreferenceSample, bool, error) {
 		}
 	}
 	n := min(commonPrefix(prompt, chosen), commonPrefix(prompt, rejected))
-	return PreferenceSample{PromptIDs: prompt[:n], ChosenIDs: chosen[n:], RejectedIDs: rejected[n:]}, n < len(prompt), nil
+	return PreferenceSample{PromptIDs: prompt[:n], ChosenIDs: chosen[n:], RejectedIDs: rejected[n:], RefLogps: ex.RefLogps}, n < len(prompt), nil
 }
