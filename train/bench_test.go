@@ -16,9 +16,7 @@ import (
 )
 
 // benchConfig is the bench model of docs/PERFORMANCE.md, the same as tools/bench/torch_ref.py.
-const benchConfig = `{"model_type":"llama","vocab_size":4096,"hidden_size":256,"intermediate_size":688,
-"num_hidden_layers":4,"num_attention_heads":4,"num_key_value_heads":4,"max_position_embeddings":512,
-"tie_word_embeddings":false,"rms_norm_eps":1e-6,"rope_theta":10000}`
+const benchConfig = "../testdata/bench/config.json"
 
 const benchBatch, benchSeq = 8, 256
 
@@ -29,7 +27,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	be, sel, err := backend.New()
 	require.NoError(b, err)
 	b.Log(sel)
-	cfg, err := model.ParseConfig([]byte(benchConfig))
+	cfg, err := model.LoadConfig(benchConfig)
 	require.NoError(b, err)
 	w, err := model.RandomWeights(cfg, dtypes.Float32, 1)
 	require.NoError(b, err)
