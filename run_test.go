@@ -116,25 +116,26 @@ func TestOptimizerNames(t *testing.T) {
 	}
 }
 
-// TestRunPreferenceRecipes runs the tiny DPO recipe as DPO and as ORPO for a few steps (from a
-// fresh tiny model, so no SFT run is needed) and checks each logged its objective's eval metrics.
+// TestRunPreferenceRecipes runs the tiny DPO and ORPO recipes for a few steps (from a fresh tiny
+// model, so no SFT run is needed) and checks each logged its objective's eval metrics.
 func TestRunPreferenceRecipes(t *testing.T) {
 	for _, tc := range []struct {
 		task   Task
+		recipe string
 		metric string
 	}{
-		{TaskDPO, "eval_rewards/accuracies"},
-		{TaskORPO, "eval_log_odds_ratio"},
+		{TaskDPO, "recipes/tiny/dpo/config_full.yaml", "eval_rewards/accuracies"},
+		{TaskORPO, "recipes/tiny/orpo/config_full.yaml", "eval_log_odds_ratio"},
 	} {
 		t.Run(string(tc.task), func(t *testing.T) {
 			out := t.TempDir()
-			r, err := LoadRecipe("recipes/tiny/dpo/config_full.yaml", tc.task, []string{"--model_name_or_path=recipes/tiny/model",
+			r, err := LoadRecipe(tc.recipe, tc.task, []string{"--model_name_or_path=recipes/tiny/model",
 				"--max_steps=4", "--eval_steps=2", "--save_steps=2", "--logging_steps=1", "--output_dir=" + out})
 			require.NoError(t, err)
 			res, err := Run(context.Background(), r, RunOptions{ExactMatch: 4})
 			require.NoError(t, err)
 			assert.Equal(t, 4, res.Train.GlobalStep)
-			assert.Equal(t, 2500, res.TrainRows, "pairs")
+			assert.Equal(t, jsonlRows(t, "recipes/tiny/data/preference/train.jsonl"), res.TrainRows, "pairs: the train split, whole")
 			require.NotNil(t, res.ExactMatchAfter)
 			var state struct {
 				LogHistory []map[string]float64 `json:"log_history"`
@@ -238,7 +239,7 @@ func TestRunUsesDatasetRefLogps(t *testing.T) {
 	}
 	run := func(dataDir string) (*RunResult, error) {
 		r, err := LoadRecipe("recipes/tiny/dpo/config_full.yaml", TaskDPO, []string{"--model_name_or_path=recipes/tiny/model",
-			`--dataset_mixture={"datasets":[{"id":"` + dataDir + `","split":"train"}]}`,
+			"--dataset_name=" + dataDir, "--loss_type=sigmoid", "--loss_weights=1",
 			"--max_steps=1", "--logging_steps=1", "--eval_strategy=no", "--save_strategy=no", "--report_to=none",
 			"--output_dir=" + t.TempDir()})
 		require.NoError(t, err)
@@ -262,4 +263,12 @@ func TestRunUsesDatasetRefLogps(t *testing.T) {
 	_, err = run(write(func(i int) bool { return i%2 == 0 }))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "train.jsonl: row 1: columns [chosen rejected] differ from the first row's")
+}
+
+// jsonlRows counts the rows of a JSONL file.
+func jsonlRows(t *testing.T, path string) int {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return len(strings.Split(strings.TrimSpace(string(raw)), "\n"))
 }
