@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"container/heap"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -21,7 +20,9 @@ type model interface {
 	vocab() map[string]int
 }
 
-type pairKey struct{ a, b int }
+// pairKey packs the ids of a merge's left and right tokens (ids fit in 32 bits): a uint64 key
+// hashes faster than a struct one, and pair lookups are most of BPE's time.
+func pairKey(a, b int) uint64 { return uint64(uint32(a))<<32 | uint64(uint32(b)) }
 
 type merge struct{ rank, id int }
 
@@ -29,7 +30,9 @@ type merge struct{ rank, id int }
 // list of symbols, so a word of n bytes costs O(n log n), not O(n²).
 type bpe struct {
 	tokenToID      map[string]int
-	merges         map[pairKey]merge
+	merges         map[uint64]merge
+	asciiIDs       [128]int     // id of each ASCII character as a whole word piece, or -1
+	runeIDs        map[rune]int // id of each other one-character token
 	unkToken       string
 	subwordPrefix  string
 	wordSuffix     string
@@ -63,7 +66,7 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 	if m.Dropout != nil && *m.Dropout > 0 {
 		return nil, fmt.Errorf("model BPE: dropout %v is not supported (training-time randomness)", *m.Dropout)
 	}
-	b := &bpe{tokenToID: m.Vocab, merges: make(map[pairKey]merge, len(m.Merges)),
+	b := &bpe{tokenToID: m.Vocab, merges: make(map[uint64]merge, len(m.Merges)),
 		fuseUnk: m.FuseUnk, byteFallback: m.ByteFallback, ignoreMerges: m.IgnoreMerges}
 	if m.UnkToken != nil {
 		b.unkToken = *m.UnkToken
@@ -81,6 +84,19 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 		}
 		b.byteTokenIDs[i] = id
 	}
+	for c := range b.asciiIDs {
+		id, ok := b.tokenToID[string(rune(c))]
+		if !ok {
+			id = -1
+		}
+		b.asciiIDs[c] = id
+	}
+	b.runeIDs = map[rune]int{}
+	for tok, id := range b.tokenToID {
+		if r, w := utf8.DecodeRuneInString(tok); w == len(tok) && r >= utf8.RuneSelf && r != utf8.RuneError {
+			b.runeIDs[r] = id
+		}
+	}
 	for rank, r := range m.Merges {
 		left, right, err := parseMerge(r)
 		if err != nil {
@@ -92,7 +108,7 @@ func parseBPE(raw json.RawMessage) (*bpe, error) {
 		if !okA || !okC || !okM {
 			return nil, fmt.Errorf("model BPE merges[%d]: %q %q: token not in vocab", rank, left, right)
 		}
-		b.merges[pairKey{a, c}] = merge{rank: rank, id: merged}
+		b.merges[pairKey(a, c)] = merge{rank: rank, id: merged}
 	}
 	return b, nil
 }
@@ -152,24 +168,53 @@ type symbol struct {
 	merged     bool // absorbed into its left neighbour
 }
 
-type mergeCandidate struct{ rank, pos, id int }
+// mergeCandidate is int32-sized: the heap is most of a long word's merge time, and smaller
+// entries keep more of it in cache.
+type mergeCandidate struct{ rank, pos, id int32 }
 
+func (c mergeCandidate) before(d mergeCandidate) bool {
+	return c.rank < d.rank || (c.rank == d.rank && c.pos < d.pos)
+}
+
+// mergeHeap is a binary min-heap of candidates by (rank, pos), HF's merge order. It is typed
+// rather than container/heap's interface, whose boxing allocated on every push and pop.
 type mergeHeap []mergeCandidate
 
-func (h mergeHeap) Len() int { return len(h) }
-func (h mergeHeap) Less(i, j int) bool {
-	if h[i].rank != h[j].rank {
-		return h[i].rank < h[j].rank
+func (h *mergeHeap) push(c mergeCandidate) {
+	*h = append(*h, c)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !q[i].before(q[parent]) {
+			break
+		}
+		q[i], q[parent] = q[parent], q[i]
+		i = parent
 	}
-	return h[i].pos < h[j].pos
 }
-func (h mergeHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
-func (h *mergeHeap) Push(x any)   { *h = append(*h, x.(mergeCandidate)) }
-func (h *mergeHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
+
+func (h *mergeHeap) pop() mergeCandidate {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q = q[:last]
+	for i := 0; ; {
+		child := 2*i + 1
+		if child >= len(q) {
+			break
+		}
+		if child+1 < len(q) && q[child+1].before(q[child]) {
+			child++
+		}
+		if !q[child].before(q[i]) {
+			break
+		}
+		q[i], q[child] = q[child], q[i]
+		i = child
+	}
+	*h = q
+	return top
 }
 
 // mergeWord follows HF's BPE::merge_word and Word::merge_all.
@@ -179,7 +224,25 @@ func (b *bpe) mergeWord(word string) ([]modelToken, error) {
 		syms = append(syms, symbol{id: id, start: start, end: end, prev: len(syms) - 1, next: len(syms) + 1})
 	}
 	unkID, unkStart, unkEnd := -1, 0, 0
+	plain := b.subwordPrefix == "" && b.wordSuffix == ""
 	for i, r := range word {
+		if plain {
+			// One-character tokens without prefix or suffix: skip the string-keyed lookup.
+			id, w := -1, 1
+			if r < utf8.RuneSelf {
+				id = b.asciiIDs[r]
+			} else if known, ok := b.runeIDs[r]; ok {
+				id, w = known, utf8.RuneLen(r)
+			}
+			if id >= 0 {
+				if unkID >= 0 {
+					add(unkID, unkStart, unkEnd)
+					unkID = -1
+				}
+				add(id, i, i+w)
+				continue
+			}
+		}
 		w := utf8.RuneLen(r)
 		if r == utf8.RuneError {
 			_, w = utf8.DecodeRuneInString(word[i:])
@@ -228,41 +291,41 @@ func (b *bpe) mergeWord(word string) ([]modelToken, error) {
 
 	h := make(mergeHeap, 0, len(syms))
 	for i := 0; i+1 < len(syms); i++ {
-		if m, ok := b.merges[pairKey{syms[i].id, syms[i+1].id}]; ok {
-			h = append(h, mergeCandidate{m.rank, i, m.id})
+		if m, ok := b.merges[pairKey(syms[i].id, syms[i+1].id)]; ok {
+			h.push(mergeCandidate{int32(m.rank), int32(i), int32(m.id)})
 		}
 	}
-	heap.Init(&h)
-	for h.Len() > 0 {
-		top := heap.Pop(&h).(mergeCandidate)
-		cur := &syms[top.pos]
+	for len(h) > 0 {
+		top := h.pop()
+		pos, id := int(top.pos), int(top.id)
+		cur := &syms[pos]
 		if cur.merged || cur.next < 0 {
 			continue // merged away or now last
 		}
 		nextPos := cur.next
 		next := &syms[nextPos]
-		if m, ok := b.merges[pairKey{cur.id, next.id}]; !ok || m.id != top.id {
+		if m, ok := b.merges[pairKey(cur.id, next.id)]; !ok || m.id != id {
 			continue // stale candidate
 		}
-		cur.id = top.id
+		cur.id = id
 		cur.end = next.end
 		cur.next = next.next
 		next.merged = true
 		if cur.next >= 0 {
-			syms[cur.next].prev = top.pos
+			syms[cur.next].prev = pos
 		}
 		if cur.prev >= 0 {
-			if m, ok := b.merges[pairKey{syms[cur.prev].id, cur.id}]; ok {
-				heap.Push(&h, mergeCandidate{m.rank, cur.prev, m.id})
+			if m, ok := b.merges[pairKey(syms[cur.prev].id, cur.id)]; ok {
+				h.push(mergeCandidate{int32(m.rank), int32(cur.prev), int32(m.id)})
 			}
 		}
 		if cur.next >= 0 {
-			if m, ok := b.merges[pairKey{cur.id, syms[cur.next].id}]; ok {
-				heap.Push(&h, mergeCandidate{m.rank, top.pos, m.id})
+			if m, ok := b.merges[pairKey(cur.id, syms[cur.next].id)]; ok {
+				h.push(mergeCandidate{int32(m.rank), top.pos, int32(m.id)})
 			}
 		}
 	}
-	var out []modelToken
+	out := make([]modelToken, 0, len(syms))
 	for i := 0; i >= 0 && i < len(syms); i = syms[i].next {
 		out = append(out, modelToken{syms[i].id, syms[i].start, syms[i].end})
 	}

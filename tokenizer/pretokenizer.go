@@ -308,7 +308,7 @@ var byteToRune, runeToByte = func() ([256]string, map[rune]byte) {
 
 // byteLevelEncode maps every byte to its printable stand-in rune.
 func byteLevelEncode(n normString) normString {
-	var b builder
+	b := sizedBuilder(2 * len(n.s))
 	for i := 0; i < len(n.s); i++ {
 		b.add(byteToRune[n.s[i]], n.start[i], n.end[i])
 	}
