@@ -214,12 +214,41 @@ const (
 // tokens (AssistantOnlyLoss); truncation to MaxLength. Samples left with no
 // trainable token are dropped and counted in Stats.
 func Tokenize(ctx context.Context, ds *Dataset, cfg TokenizeConfig) ([]Sample, Stats, error) {
-	p, err := prepare(ds, cfg, func(f Format) bool { return f != FormatPreference })
+	return tokenizeRows(ctx, ds, cfg, "sft", func(f Format) bool { return f != FormatPreference },
+		func(p *prepared, ex Example) (rowResult[Sample], error) {
+			s, mismatch, err := p.sft(ex)
+			if err != nil {
+				return rowResult[Sample]{}, err
+			}
+			r := rowResult[Sample]{mismatch: mismatch}
+			if cfg.MaxLength > 0 && len(s.InputIDs) > cfg.MaxLength {
+				r.truncated = true
+				s.InputIDs = truncate(s.InputIDs, cfg.MaxLength, cfg.Truncation)
+				s.Labels = truncate(s.Labels, cfg.MaxLength, cfg.Truncation)
+			}
+			r.drop = !slices.ContainsFunc(s.Labels, func(l int32) bool { return l != IgnoreIndex })
+			r.sample = s
+			return r, nil
+		})
+}
+
+// rowResult is one row tokenized: the sample, and what collect counts about it.
+type rowResult[T any] struct {
+	sample              T
+	mismatch, truncated bool
+	drop                bool // no trainable token left
+}
+
+// tokenizeRows parses and tokenizes every row of ds in parallel with one (rows of a format accept
+// rejects are an error), then drops and counts as collect does.
+func tokenizeRows[T any](ctx context.Context, ds *Dataset, cfg TokenizeConfig, what string, accept func(Format) bool,
+	one func(p *prepared, ex Example) (rowResult[T], error)) ([]T, Stats, error) {
+	p, err := prepare(ds, cfg, accept)
 	if err != nil {
 		return nil, Stats{}, err
 	}
 	n := ds.Len()
-	out := make([]Sample, n)
+	out := make([]T, n)
 	status := make([]outcome, n)
 	truncated := make([]bool, n)
 	mismatch := make([]bool, n)
@@ -228,26 +257,20 @@ func Tokenize(ctx context.Context, ds *Dataset, cfg TokenizeConfig) ([]Sample, S
 		if err != nil {
 			return fmt.Errorf("%s: %w", ds.Origins[i], err)
 		}
-		s, mm, err := p.sft(ex)
+		r, err := one(p, ex)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ds.Origins[i], err)
 		}
-		mismatch[i] = mm
-		if cfg.MaxLength > 0 && len(s.InputIDs) > cfg.MaxLength {
-			truncated[i] = true
-			s.InputIDs = truncate(s.InputIDs, cfg.MaxLength, cfg.Truncation)
-			s.Labels = truncate(s.Labels, cfg.MaxLength, cfg.Truncation)
-		}
-		if !slices.ContainsFunc(s.Labels, func(l int32) bool { return l != IgnoreIndex }) {
+		out[i], mismatch[i], truncated[i] = r.sample, r.mismatch, r.truncated
+		if r.drop {
 			status[i] = droppedNoTrainable
 		}
-		out[i] = s
 		return nil
 	})
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	return collect(out, status, truncated, mismatch, ds, cfg, "sft")
+	return collect(out, status, truncated, mismatch, ds, cfg, what)
 }
 
 func collect[T any](out []T, status []outcome, truncated, mismatch []bool, ds *Dataset, cfg TokenizeConfig, what string) ([]T, Stats, error) {
@@ -397,50 +420,32 @@ func toInt32(ids []int) []int32 {
 // or (KeepStart with MaxLength) whose prompt fills MaxLength, are dropped and
 // counted.
 func TokenizePreference(ctx context.Context, ds *Dataset, cfg TokenizeConfig) ([]PreferenceSample, Stats, error) {
-	p, err := prepare(ds, cfg, func(f Format) bool { return f == FormatPreference })
-	if err != nil {
-		return nil, Stats{}, err
-	}
-	n := ds.Len()
-	out := make([]PreferenceSample, n)
-	status := make([]outcome, n)
-	truncated := make([]bool, n)
-	mismatch := make([]bool, n)
-	err = parallel(ctx, n, cfg.NumProc, func(i int) error {
-		ex, err := ParseRow(ds.Rows[i], p.format, cfg.Parse)
-		if err != nil {
-			return fmt.Errorf("%s: %w", ds.Origins[i], err)
-		}
-		s, mm, err := p.preference(ex)
-		if err != nil {
-			return fmt.Errorf("%s: %w", ds.Origins[i], err)
-		}
-		mismatch[i] = mm
-		if m := cfg.MaxPromptLength; m > 0 && len(s.PromptIDs) > m {
-			s.PromptIDs, truncated[i] = s.PromptIDs[len(s.PromptIDs)-m:], true
-		}
-		if m := cfg.MaxCompletionLength; m > 0 {
-			if len(s.ChosenIDs) > m {
-				s.ChosenIDs, truncated[i] = s.ChosenIDs[:m], true
+	return tokenizeRows(ctx, ds, cfg, "preference", func(f Format) bool { return f == FormatPreference },
+		func(p *prepared, ex Example) (rowResult[PreferenceSample], error) {
+			s, mismatch, err := p.preference(ex)
+			if err != nil {
+				return rowResult[PreferenceSample]{}, err
 			}
-			if len(s.RejectedIDs) > m {
-				s.RejectedIDs, truncated[i] = s.RejectedIDs[:m], true
+			r := rowResult[PreferenceSample]{mismatch: mismatch}
+			if m := cfg.MaxPromptLength; m > 0 && len(s.PromptIDs) > m {
+				s.PromptIDs, r.truncated = s.PromptIDs[len(s.PromptIDs)-m:], true
 			}
-		}
-		if m := cfg.MaxLength; m > 0 && len(s.PromptIDs)+max(len(s.ChosenIDs), len(s.RejectedIDs)) > m {
-			truncated[i] = true
-		}
-		if len(s.ChosenIDs) == 0 || len(s.RejectedIDs) == 0 ||
-			(cfg.MaxLength > 0 && cfg.Truncation != KeepEnd && len(s.PromptIDs) >= cfg.MaxLength) {
-			status[i] = droppedNoTrainable
-		}
-		out[i] = s
-		return nil
-	})
-	if err != nil {
-		return nil, Stats{}, err
-	}
-	return collect(out, status, truncated, mismatch, ds, cfg, "preference")
+			if m := cfg.MaxCompletionLength; m > 0 {
+				if len(s.ChosenIDs) > m {
+					s.ChosenIDs, r.truncated = s.ChosenIDs[:m], true
+				}
+				if len(s.RejectedIDs) > m {
+					s.RejectedIDs, r.truncated = s.RejectedIDs[:m], true
+				}
+			}
+			if m := cfg.MaxLength; m > 0 && len(s.PromptIDs)+max(len(s.ChosenIDs), len(s.RejectedIDs)) > m {
+				r.truncated = true
+			}
+			r.drop = len(s.ChosenIDs) == 0 || len(s.RejectedIDs) == 0 ||
+				(cfg.MaxLength > 0 && cfg.Truncation != KeepEnd && len(s.PromptIDs) >= cfg.MaxLength)
+			r.sample = s
+			return r, nil
+		})
 }
 
 func (p *prepared) preference(ex Example) (PreferenceSample, bool, error) {
