@@ -8,8 +8,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/gomlx/compute/dtypes"
-	"github.com/gomlx/compute/dtypes/bfloat16"
 	"github.com/gomlx/gomlx/core/tensors"
 
 	"handbook/model"
@@ -36,7 +34,7 @@ func (a *Adapter) Save(dir string) error {
 		if t == nil {
 			return fmt.Errorf("lora: save %s: the model has no weight %s", dir, n)
 		}
-		vals, err := float32Values(t)
+		vals, err := model.Float32Values(t)
 		if err != nil {
 			return fmt.Errorf("lora: save %s: %s: %w", dir, n, err)
 		}
@@ -142,7 +140,7 @@ func readAdapterWeights(a *Adapter, dir string) (map[string]*tensors.Tensor, err
 		if isAdapterWeight(name) {
 			out[name] = tensors.FromFlatDataAndDimensions(vals, dims...)
 		} else {
-			out[name] = fromFloat32s(vals, a.model.Weights[name].DType(), dims)
+			out[name] = model.FromFloat32s(vals, a.model.Weights[name].DType(), dims)
 		}
 	}
 	return out, nil
@@ -160,32 +158,3 @@ func equalDims(a, b []int) bool {
 	return true
 }
 
-// float32Values copies a float32 or bfloat16 tensor's values as float32.
-func float32Values(t *tensors.Tensor) ([]float32, error) {
-	switch t.DType() {
-	case dtypes.Float32:
-		return tensors.CopyFlatData[float32](t)
-	case dtypes.BFloat16:
-		bf, err := tensors.CopyFlatData[bfloat16.BFloat16](t)
-		if err != nil {
-			return nil, err
-		}
-		out := make([]float32, len(bf))
-		for i, v := range bf {
-			out[i] = v.Float32()
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("dtype %s is not a float weight dtype", t.DType())
-}
-
-func fromFloat32s(vals []float32, dtype dtypes.DType, dims []int) *tensors.Tensor {
-	if dtype == dtypes.BFloat16 {
-		bf := make([]bfloat16.BFloat16, len(vals))
-		for i, v := range vals {
-			bf[i] = bfloat16.FromFloat32(v)
-		}
-		return tensors.FromFlatDataAndDimensions(bf, dims...)
-	}
-	return tensors.FromFlatDataAndDimensions(vals, dims...)
-}

@@ -26,15 +26,15 @@ func (a *Adapter) MergedWeights() (model.Weights, error) {
 		if base == nil {
 			return nil, fmt.Errorf("lora: merge: the model has no weight %s", wName)
 		}
-		w, err := float32Values(base)
+		w, err := model.Float32Values(base)
 		if err != nil {
 			return nil, fmt.Errorf("lora: merge %s: %w", wName, err)
 		}
-		av, err := float32Values(a.model.Weights[loraA(mod)])
+		av, err := model.Float32Values(a.model.Weights[loraA(mod)])
 		if err != nil {
 			return nil, fmt.Errorf("lora: merge %s: %w", loraA(mod), err)
 		}
-		bv, err := float32Values(a.model.Weights[loraB(mod)])
+		bv, err := model.Float32Values(a.model.Weights[loraB(mod)])
 		if err != nil {
 			return nil, fmt.Errorf("lora: merge %s: %w", loraB(mod), err)
 		}
@@ -50,7 +50,7 @@ func (a *Adapter) MergedWeights() (model.Weights, error) {
 				merged[i*cols+j] = w[i*cols+j] + d*float32(a.scale)
 			}
 		}
-		out[wName] = fromFloat32s(merged, base.DType(), dims)
+		out[wName] = model.FromFloat32s(merged, base.DType(), dims)
 	}
 	return out, nil
 }

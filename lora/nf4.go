@@ -265,7 +265,7 @@ func QuantizeBase(m *model.Model, opts QuantizeOptions) error {
 		if t == nil {
 			return fmt.Errorf("lora: quantize: missing weight %s", name)
 		}
-		vals, err := float32Values(t)
+		vals, err := model.Float32Values(t)
 		if err != nil {
 			return fmt.Errorf("lora: quantize %s: %w", name, err)
 		}

@@ -143,7 +143,7 @@ func TestMergeMatchesPEFT(t *testing.T) {
 					continue
 				}
 				n++
-				got, err := float32Values(merged[wName])
+				got, err := model.Float32Values(merged[wName])
 				require.NoError(t, err)
 				var maxDiff float64
 				for i := range want {

@@ -95,7 +95,7 @@ func LoadWeights(dir string, cfg *Config, dtype dtypes.DType) (Weights, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", dir, err)
 		}
-		w[s.Name] = fromFloat32s(vals, dtype, s.Dims)
+		w[s.Name] = FromFloat32s(vals, dtype, s.Dims)
 	}
 	return w, nil
 }
@@ -182,7 +182,7 @@ func weightSource(name string, t *tensors.Tensor, dtype dtypes.DType) (safetenso
 		}
 		return safetensors.BFloat16BitsSource(name, dims, bits), nil
 	}
-	vals, err := float32Values(t)
+	vals, err := Float32Values(t)
 	if err != nil {
 		return safetensors.Source{}, fmt.Errorf("tensor %s: %w", name, err)
 	}
@@ -195,8 +195,8 @@ func weightSource(name string, t *tensors.Tensor, dtype dtypes.DType) (safetenso
 	return safetensors.Source{}, fmt.Errorf("tensor %s: dtype %s cannot be saved (float32 or bfloat16)", name, dtype)
 }
 
-// float32Values copies a float32 or bfloat16 tensor's values as float32.
-func float32Values(t *tensors.Tensor) ([]float32, error) {
+// Float32Values copies a float32 or bfloat16 tensor's values as float32.
+func Float32Values(t *tensors.Tensor) ([]float32, error) {
 	switch t.DType() {
 	case dtypes.Float32:
 		return tensors.CopyFlatData[float32](t)

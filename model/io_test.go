@@ -82,10 +82,10 @@ func TestSaveBFloat16AndRandomInit(t *testing.T) {
 	assert.Equal(t, "bfloat16", saved.TorchDType)
 	assert.True(t, saved.TieWordEmbeddings)
 	// Gemma norms start at zero (it scales by 1+w); linear weights have the configured spread.
-	norm, err := float32Values(back.Weights["model.norm.weight"])
+	norm, err := Float32Values(back.Weights["model.norm.weight"])
 	require.NoError(t, err)
 	assert.Equal(t, make([]float32, len(norm)), norm)
-	emb, err := float32Values(back.Weights["model.embed_tokens.weight"])
+	emb, err := Float32Values(back.Weights["model.embed_tokens.weight"])
 	require.NoError(t, err)
 	var sq float64
 	for _, v := range emb[cfg.HiddenSize:] {

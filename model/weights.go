@@ -110,13 +110,13 @@ func RandomWeights(c *Config, dtype dtypes.DType, seed uint64) (Weights, error) 
 				}
 			}
 		}
-		w[s.Name] = fromFloat32s(vals, dtype, s.Dims)
+		w[s.Name] = FromFloat32s(vals, dtype, s.Dims)
 	}
 	return w, nil
 }
 
-// fromFloat32s builds a tensor of the wanted dtype from float32 values.
-func fromFloat32s(vals []float32, dtype dtypes.DType, dims []int) *tensors.Tensor {
+// FromFloat32s builds a tensor of the wanted dtype (float32 or bfloat16) from float32 values.
+func FromFloat32s(vals []float32, dtype dtypes.DType, dims []int) *tensors.Tensor {
 	if dtype == dtypes.BFloat16 {
 		bf := make([]bfloat16.BFloat16, len(vals))
 		for i, v := range vals {
