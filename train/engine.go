@@ -479,13 +479,7 @@ func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (fl
 	opt, maxNorm := e.Args.Optimizer, e.Args.MaxGradNorm
 	ns := len(opt.StateNames())
 	c, err := e.graph("apply", func(*compiled) func([]*Node) []*Node {
-		return func(inputs []*Node) []*Node {
-			params, g, states := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:2*nt+nt*ns]
-			stepN, lrN, unitsN := inputs[2*nt+nt*ns], inputs[2*nt+nt*ns+1], inputs[2*nt+nt*ns+2]
-			newP, newS, norm := clipAndUpdate(opt, maxNorm, e.trainable, params, g, states, stepN, lrN, unitsN)
-			outs := append([]*Node{norm}, newP...)
-			return append(outs, newS...)
-		}
+		return applyGraph(opt, maxNorm, e.trainable)
 	})
 	if err != nil {
 		return 0, err

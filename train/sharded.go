@@ -372,13 +372,7 @@ func (s *ShardedStep) apply(step int, lr, units float64) (float64, error) {
 	in = append(in, nil, nil, nil)
 	out = append(append(append(out, nil), pSpecs...), sSpecs...)
 	c, err := s.exec("apply", in, out, func(*shardedExec) func([]*Node) []*Node {
-		return func(inputs []*Node) []*Node {
-			params, g, states := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:2*nt+nt*ns]
-			stepN, lrN, unitsN := inputs[2*nt+nt*ns], inputs[2*nt+nt*ns+1], inputs[2*nt+nt*ns+2]
-			newP, newS, norm := clipAndUpdate(opt, maxNorm, s.trainable, params, g, states, stepN, lrN, unitsN)
-			outs := append([]*Node{norm}, newP...)
-			return append(outs, newS...)
-		}
+		return applyGraph(opt, maxNorm, s.trainable)
 	})
 	if err != nil {
 		return 0, err
@@ -420,6 +414,19 @@ func (s *ShardedStep) apply(step int, lr, units float64) (float64, error) {
 		}
 	}
 	return float64(tensors.ToScalar[float32](outs[0][0])), nil
+}
+
+// applyGraph is the body of the "apply" graph: inputs are the trainable parameters, their gradient
+// sums, the optimizer states, then step, learning rate and units; outputs are the
+// gradient norm, the new parameters and the new states.
+func applyGraph(opt Optimizer, maxNorm float64, names []string) func([]*Node) []*Node {
+	nt, ns := len(names), len(opt.StateNames())
+	return func(inputs []*Node) []*Node {
+		params, g, states := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:2*nt+nt*ns]
+		stepN, lrN, unitsN := inputs[2*nt+nt*ns], inputs[2*nt+nt*ns+1], inputs[2*nt+nt*ns+2]
+		newP, newS, norm := clipAndUpdate(opt, maxNorm, names, params, g, states, stepN, lrN, unitsN)
+		return append(append([]*Node{norm}, newP...), newS...)
+	}
 }
 
 // clipAndUpdate is the Engine's update: gradient sums divided by the units, global-norm clipping
