@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"handbook/backend"
+	"handbook/lora"
 	"handbook/model"
 	"handbook/tokenizer"
 )
@@ -21,6 +22,22 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("handbook "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
+}
+
+// loadModelWithAdapter loads the model in dir and applies the PEFT LoRA adapter in adapterDir on
+// top of it ("" for none).
+func loadModelWithAdapter(dir, adapterDir string, stderr io.Writer) (*model.Model, error) {
+	m, err := loadModel(dir, stderr)
+	if err != nil || adapterDir == "" {
+		return m, err
+	}
+	a, err := lora.Load(m, adapterDir)
+	if err != nil {
+		m.Finalize()
+		return nil, err
+	}
+	fmt.Fprintf(stderr, "adapter %s: %d modules, r=%d, scale %.4g\n", adapterDir, len(a.Modules), a.Config.R, a.Scale())
+	return m, nil
 }
 
 // loadModel starts the backend (logging the one line saying which and why) and loads dir.

@@ -24,14 +24,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if (*tokensFile == "") == (*dataFile == "") {
 		return fmt.Errorf("give exactly one of --tokens and --data")
 	}
-	m, err := loadModel(*dir, stderr)
+	m, err := loadModelWithAdapter(*dir, *adapter, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Finalize()
-	if err := attachAdapter(m, *adapter, stderr); err != nil {
-		return err
-	}
 	var seqs [][]int32
 	if *tokensFile != "" {
 		seqs, err = readTokenFile(*tokensFile)

@@ -27,14 +27,11 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if (*prompt == "") == (*promptIDs == "") {
 		return fmt.Errorf("give exactly one of --prompt and --prompt_ids")
 	}
-	m, err := loadModel(*dir, stderr)
+	m, err := loadModelWithAdapter(*dir, *adapter, stderr)
 	if err != nil {
 		return err
 	}
 	defer m.Finalize()
-	if err := attachAdapter(m, *adapter, stderr); err != nil {
-		return err
-	}
 	tok, err := loadTokenizer(*dir)
 	if err != nil {
 		return err

@@ -94,15 +94,3 @@ func copyFileIfExists(src, dst string) (bool, error) {
 	return true, os.WriteFile(dst, data, 0o644)
 }
 
-// attachAdapter loads a LoRA adapter onto m when dir is set (the --adapter flag of generate and eval).
-func attachAdapter(m *model.Model, dir string, stderr io.Writer) error {
-	if dir == "" {
-		return nil
-	}
-	a, err := lora.Load(m, dir)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "adapter %s: %d modules, r=%d, scale %.4g\n", dir, len(a.Modules), a.Config.R, a.Scale())
-	return nil
-}
