@@ -157,4 +157,3 @@ func equalDims(a, b []int) bool {
 	}
 	return true
 }
-

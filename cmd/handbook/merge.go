@@ -93,4 +93,3 @@ func copyFileIfExists(src, dst string) (bool, error) {
 	}
 	return true, os.WriteFile(dst, data, 0o644)
 }
-
