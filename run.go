@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -64,7 +63,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	log.Info(sel.String())
-	m, err := loadModel(b, r, log)
+	m, err := loadModel(ctx, b, r, log)
 	if err != nil {
 		return nil, err
 	}
@@ -124,7 +123,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		cfg.PerDeviceTrainBatchSize *= devices // the batch one step splits over the devices
 		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), cfg.OutputDir
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
-			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r),
+			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir,
 				Objective: objective, Trainable: trainable, Weights: weightsIO, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
@@ -150,7 +149,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if r.Task == TaskORPO {
 			trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 				t := &dpo.ORPOTrainer{Model: m, Config: dpo.ORPOConfig{Args: args, RunArgs: ra, Beta: tc.Beta},
-					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: tokenizerDir(r), Trainable: trainable, Weights: weightsIO,
+					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir, Trainable: trainable, Weights: weightsIO,
 					Placement: placement, Sinks: sinks, Progress: opts.Progress}
 				out, err := t.Train(ctx)
 				return out.Result, out.ResumedFrom, err
@@ -173,7 +172,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 			t := &dpo.Trainer{Model: m, Config: dpo.Config{Args: args, LossConfig: loss, RunArgs: ra,
 				PrecomputeRefLogProbs: tc.PrecomputeRefLogProbs},
 				TrainSet: trainSet, EvalSet: testSet, TrainRefLogps: trainRef, EvalRefLogps: evalRef,
-				TokenizerDir: tokenizerDir(r), RefDecoder: refDecoder,
+				TokenizerDir: in.tokDir, RefDecoder: refDecoder,
 				Trainable: trainable, Weights: weightsIO, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
@@ -315,16 +314,15 @@ func dpoLoss(r *Recipe) (dpo.LossConfig, error) {
 
 // loadModel loads model_name_or_path; a directory with config.json but no weights starts from
 // scratch (random init seeded by the recipe's seed).
-func loadModel(b compute.Backend, r *Recipe, log *slog.Logger) (*model.Model, error) {
-	dir := r.Model.ModelNameOrPath
-	if dir == "" {
+func loadModel(ctx context.Context, b compute.Backend, r *Recipe, log *slog.Logger) (*model.Model, error) {
+	if r.Model.ModelNameOrPath == "" {
 		return nil, fmt.Errorf("%s: model_name_or_path is required", r.Path)
 	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		return nil, fmt.Errorf("%s: model_name_or_path %q is not a local directory (Hub downloads are not available yet)", r.Path, dir)
+	dir, err := modelDir(ctx, r.Model.ModelNameOrPath, r.Model.ModelRevision)
+	if err != nil {
+		return nil, fmt.Errorf("%s: model_name_or_path: %w", r.Path, err)
 	}
 	var m *model.Model
-	var err error
 	if model.HasWeights(dir) {
 		m, err = model.Load(b, dir, model.LoadOptions{})
 	} else {
@@ -339,6 +337,7 @@ func loadModel(b compute.Backend, r *Recipe, log *slog.Logger) (*model.Model, er
 
 // preparedData is a recipe's data block resolved and ready to tokenize.
 type preparedData struct {
+	tokDir string // local directory of the tokenizer
 	tok    *tokenizer.Tokenizer
 	tmpl   *tokenizer.ChatTemplate
 	mix    *data.Mixture
@@ -347,7 +346,11 @@ type preparedData struct {
 
 // prepareData loads the tokenizer and chat template and resolves the dataset mixture.
 func prepareData(ctx context.Context, r *Recipe, log *slog.Logger) (*preparedData, error) {
-	tok, err := tokenizer.Load(tokenizerDir(r))
+	tokDir, err := modelDir(ctx, tokenizerDir(r), r.Model.ModelRevision)
+	if err != nil {
+		return nil, fmt.Errorf("%s: tokenizer: %w", r.Path, err)
+	}
+	tok, err := tokenizer.Load(tokDir)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
@@ -375,7 +378,7 @@ func prepareData(ctx context.Context, r *Recipe, log *slog.Logger) (*preparedDat
 	if tc.MaxCompletionLength != nil {
 		cfg.MaxCompletionLength = *tc.MaxCompletionLength
 	}
-	return &preparedData{tok: tok, tmpl: tmpl, mix: mix, tokCfg: cfg}, nil
+	return &preparedData{tokDir: tokDir, tok: tok, tmpl: tmpl, mix: mix, tokCfg: cfg}, nil
 }
 
 func tokenizerDir(r *Recipe) string {
@@ -404,7 +407,7 @@ func chatTemplate(tok *tokenizer.Tokenizer, r *Recipe) (*tokenizer.ChatTemplate,
 
 // loadData resolves the recipe's dataset block against local files.
 func loadData(ctx context.Context, r *Recipe, log *slog.Logger) (*data.Mixture, error) {
-	loader := data.LocalLoader{}
+	loader := hubLoader{}
 	var mix *data.Mixture
 	var err error
 	switch d := r.Data; {

@@ -74,7 +74,7 @@ func TestRunErrors(t *testing.T) {
 		overrides []string
 		want      string
 	}{
-		{"missing model", []string{"--model_name_or_path=/nonexistent/model"}, "not a local directory"},
+		{"missing model", []string{"--model_name_or_path=/nonexistent/model"}, "is neither a local directory nor a Hub repository id"},
 		{"missing dataset", []string{`--dataset_mixture={"datasets":[{"id":"/nonexistent/data","split":"train"}]}`}, "/nonexistent/data"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
