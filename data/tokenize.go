@@ -198,14 +198,6 @@ func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
 	return nil
 }
 
-// outcome of one sample's tokenization.
-type outcome int
-
-const (
-	kept outcome = iota
-	droppedNoTrainable
-)
-
 // Tokenize turns SFT data (text, messages or prompt-completion) into samples,
 // as TRL's SFTTrainer prepares them: EOS appended to non-conversational text
 // and completions unless already there; conversations rendered by the chat
@@ -247,50 +239,41 @@ func tokenizeRows[T any](ctx context.Context, ds *Dataset, cfg TokenizeConfig, w
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	n := ds.Len()
-	out := make([]T, n)
-	status := make([]outcome, n)
-	truncated := make([]bool, n)
-	mismatch := make([]bool, n)
-	err = parallel(ctx, n, cfg.NumProc, func(i int) error {
+	rows := make([]rowResult[T], ds.Len())
+	err = parallel(ctx, len(rows), cfg.NumProc, func(i int) error {
 		ex, err := ParseRow(ds.Rows[i], p.format, cfg.Parse)
 		if err != nil {
 			return fmt.Errorf("%s: %w", ds.Origins[i], err)
 		}
-		r, err := one(p, ex)
-		if err != nil {
+		if rows[i], err = one(p, ex); err != nil {
 			return fmt.Errorf("%s: %w", ds.Origins[i], err)
-		}
-		out[i], mismatch[i], truncated[i] = r.sample, r.mismatch, r.truncated
-		if r.drop {
-			status[i] = droppedNoTrainable
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, Stats{}, err
 	}
-	return collect(out, status, truncated, mismatch, ds, cfg, what)
+	return collect(rows, ds, cfg, what)
 }
 
-func collect[T any](out []T, status []outcome, truncated, mismatch []bool, ds *Dataset, cfg TokenizeConfig, what string) ([]T, Stats, error) {
-	st := Stats{Rows: len(out)}
-	kept := out[:0]
-	for i := range out {
-		if truncated[i] {
+func collect[T any](rows []rowResult[T], ds *Dataset, cfg TokenizeConfig, what string) ([]T, Stats, error) {
+	st := Stats{Rows: len(rows)}
+	kept := make([]T, 0, len(rows))
+	for i, r := range rows {
+		if r.truncated {
 			st.Truncated++
 		}
-		if mismatch[i] {
+		if r.mismatch {
 			st.PromptMismatch++
 		}
-		if status[i] == droppedNoTrainable {
+		if r.drop {
 			st.NoTrainable++
 			if len(st.NoTrainableExamples) < 5 {
 				st.NoTrainableExamples = append(st.NoTrainableExamples, ds.Origins[i])
 			}
 			continue
 		}
-		kept = append(kept, out[i])
+		kept = append(kept, r.sample)
 	}
 	st.Kept = len(kept)
 	log := orDiscard(cfg.Logger)
