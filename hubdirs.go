@@ -32,15 +32,13 @@ func modelDir(ctx context.Context, nameOrPath, revision string) (string, error) 
 	return c.Snapshot(ctx, hub.Model, nameOrPath, revision, modelFiles...)
 }
 
-// hubLoader opens local datasets as data.LocalLoader does and anything else that is a Hub
-// dataset id from a snapshot of its repository's data files.
-type hubLoader struct {
-	local data.LocalLoader
-}
+// hubLoader opens a dataset id that is not a local path but a Hub dataset id from a snapshot of
+// its repository's data files; data.LocalLoader opens everything, the snapshot included.
+type hubLoader struct{}
 
-func (l hubLoader) Open(ctx context.Context, ref data.DatasetRef) (data.Source, error) {
+func (hubLoader) Open(ctx context.Context, ref data.DatasetRef) (data.Source, error) {
 	if _, err := os.Stat(ref.ID); err == nil || !hub.IsRepoID(ref.ID) {
-		return l.local.Open(ctx, ref)
+		return data.LocalLoader{}.Open(ctx, ref)
 	}
 	c, err := hub.FromEnv()
 	if err != nil {
@@ -50,9 +48,6 @@ func (l hubLoader) Open(ctx context.Context, ref data.DatasetRef) (data.Source, 
 	if err != nil {
 		return nil, fmt.Errorf("dataset %s: %w", ref, err)
 	}
-	split := ref.Split
-	if split == "" {
-		split = "train"
-	}
-	return data.OpenDir(dir, ref.Config, split)
+	ref.ID = dir
+	return data.LocalLoader{}.Open(ctx, ref)
 }

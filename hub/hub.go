@@ -173,11 +173,11 @@ func (c *Client) writeRef(kind RepoType, repo, revision, sha string) error {
 	if revision == sha {
 		return nil
 	}
-	refs := filepath.Join(c.repoDir(kind, repo), "refs")
-	if err := os.MkdirAll(filepath.Dir(filepath.Join(refs, revision)), 0o755); err != nil {
+	ref := filepath.Join(c.repoDir(kind, repo), "refs", revision)
+	if err := os.MkdirAll(filepath.Dir(ref), 0o755); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(refs, revision), []byte(sha), 0o644); err != nil {
+	if err := os.WriteFile(ref, []byte(sha), 0o644); err != nil {
 		return fmt.Errorf("hub: %w", err)
 	}
 	return nil
