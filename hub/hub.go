@@ -24,7 +24,8 @@ const (
 	Dataset RepoType = "dataset"
 )
 
-// Client downloads repository files into the Hugging Face cache. The zero value is not usable;
+// Client downloads repository files into the Hugging Face cache and uploads folders to
+// repositories. The zero value is not usable;
 // FromEnv returns one configured as huggingface_hub would be.
 type Client struct {
 	// Endpoint is the Hub's base URL (HF_ENDPOINT, default https://huggingface.co).
@@ -37,6 +38,8 @@ type Client struct {
 	Offline bool
 	// HTTP is the client used for requests (http.DefaultClient when nil).
 	HTTP *http.Client
+	// Retry is how uploads retry transient failures (zero: huggingface_hub's backoff).
+	Retry RetryPolicy
 }
 
 // FromEnv configures a Client from the environment variables huggingface_hub reads.
