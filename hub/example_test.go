@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"handbook/hub"
+	"handbook/hub/hubtest"
 )
 
 // Snapshot a model repository's config into a cache; here against a stand-in for the Hub.
@@ -32,4 +33,30 @@ func Example() {
 	config, _ := os.ReadFile(dir + "/config.json")
 	fmt.Println(string(config))
 	// Output: {"model_type":"llama"}
+}
+
+// Push an output folder to a new repository under the token's user; here against the local Hub
+// of package hubtest.
+func ExampleClient_UploadFolder() {
+	s := hubtest.New("alice", "hf_token")
+	defer s.Close()
+	out, _ := os.MkdirTemp("", "out")
+	defer os.RemoveAll(out)
+	os.WriteFile(out+"/config.json", []byte(`{"model_type":"llama"}`), 0o644)
+	os.WriteFile(out+"/model.safetensors", []byte("weights"), 0o644)
+
+	c := &hub.Client{Endpoint: s.URL, Token: "hf_token"}
+	ctx := context.Background()
+	repo, err := c.CreateRepo(ctx, hub.Model, "tiny-sft", false)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	info, err := c.UploadFolder(ctx, repo, out, hub.UploadOptions{Message: "End of training"})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(repo, info.Committed, "LFS:", info.LFSUploaded)
+	// Output: alice/tiny-sft [config.json model.safetensors] LFS: [model.safetensors]
 }

@@ -46,7 +46,8 @@ func oidOf(b []byte) string {
 // newHub is a fake Hub with small thresholds (LFS from 2 KiB, multipart from 1 KiB objects in
 // 400-byte parts) so that tiny files take every path of the protocol.
 func newHub(t *testing.T) (*hubtest.Server, *hub.Client) {
-	s := hubtest.New(t, "alice", "hf_write")
+	s := hubtest.New("alice", "hf_write")
+	t.Cleanup(s.Close)
 	s.LFSThreshold, s.MultipartThreshold, s.PartSize = 2048, 1024, 400
 	c := &hub.Client{Endpoint: s.URL, Token: "hf_write", CacheDir: t.TempDir(), Retry: hub.RetryPolicy{BaseWait: time.Millisecond, MaxWait: 4 * time.Millisecond}}
 	return s, c

@@ -25,7 +25,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 )
 
 // Request is one request the server answered.
@@ -77,12 +76,11 @@ type fault struct {
 }
 
 // New starts a fake Hub for user with token, with the Hub's thresholds (10 MiB LFS, multipart
-// from 20 MiB in 8 MiB parts, 1 GiB commits); it is closed when the test ends.
-func New(t testing.TB, user, token string) *Server {
+// from 20 MiB in 8 MiB parts, 1 GiB commits). Close it when done.
+func New(user, token string) *Server {
 	s := &Server{User: user, Token: token, LFSThreshold: 10 << 20, MultipartThreshold: 20 << 20, PartSize: 8 << 20,
 		MaxCommitBytes: 1 << 30, repos: map[string]*repo{}, lfs: map[string][]byte{}, parts: map[string]map[int][]byte{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
-	t.Cleanup(s.Close)
 	return s
 }
 
@@ -287,9 +285,11 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 	}
 	key := req.Type + ":" + id
 	if s.repos[key] != nil {
+		msg := "You already created this " + req.Type + " repo"
+		w.Header().Set("X-Error-Message", msg)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusConflict)
-		json.NewEncoder(w).Encode(map[string]string{"error": "You already created this " + req.Type + " repo", "url": u})
+		json.NewEncoder(w).Encode(map[string]string{"error": msg, "url": u})
 		return
 	}
 	init := map[string]blob{".gitattributes": {data: []byte(gitattributes)}}
