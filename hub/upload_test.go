@@ -208,22 +208,36 @@ func TestUploadErrorsSayWhatWentWrong(t *testing.T) {
 			want: []string{"403 Forbidden", "may not write", `namespace "bigorg"`},
 		},
 		"404 no repository": {
-			run:  func(c *hub.Client) error { _, err := c.UploadFolder(ctx, "alice/none", dir, hub.UploadOptions{}); return err },
+			run: func(c *hub.Client) error {
+				_, err := c.UploadFolder(ctx, "alice/none", dir, hub.UploadOptions{})
+				return err
+			},
 			want: []string{"preupload to alice/none", "404 Not Found", "no such repository or branch"},
 		},
 		"404 no branch": {
-			run:  func(c *hub.Client) error { _, err := c.UploadFolder(ctx, "alice/m", dir, hub.UploadOptions{Revision: "dev"}); return err },
+			run: func(c *hub.Client) error {
+				_, err := c.UploadFolder(ctx, "alice/m", dir, hub.UploadOptions{Revision: "dev"})
+				return err
+			},
 			want: []string{"404 Not Found", "Invalid rev id: dev"},
 		},
 		"409 conflict": {
-			prepare: func(s *hubtest.Server, _ *hub.Client) { s.Fail(http.MethodPost, "/commit/", http.StatusConflict, 1, "") },
-			run:     func(c *hub.Client) error { _, err := c.UploadFolder(ctx, "alice/m", dir, hub.UploadOptions{}); return err },
-			want:    []string{"commit to alice/m@main", "409 Conflict", "conflict with the repository"},
+			prepare: func(s *hubtest.Server, _ *hub.Client) {
+				s.Fail(http.MethodPost, "/commit/", http.StatusConflict, 1, "")
+			},
+			run: func(c *hub.Client) error {
+				_, err := c.UploadFolder(ctx, "alice/m", dir, hub.UploadOptions{})
+				return err
+			},
+			want: []string{"commit to alice/m@main", "409 Conflict", "conflict with the repository"},
 		},
 		"413 too large": {
 			prepare: func(s *hubtest.Server, _ *hub.Client) { s.MaxCommitBytes = 100 },
-			run:     func(c *hub.Client) error { _, err := c.UploadFolder(ctx, "alice/m", dir, hub.UploadOptions{}); return err },
-			want:    []string{"413 Request Entity Too Large", "too large", "commit payload too large"},
+			run: func(c *hub.Client) error {
+				_, err := c.UploadFolder(ctx, "alice/m", dir, hub.UploadOptions{})
+				return err
+			},
+			want: []string{"413 Request Entity Too Large", "too large", "commit payload too large"},
 		},
 		"whoami without token": {
 			prepare: func(_ *hubtest.Server, c *hub.Client) { c.Token = "" },
