@@ -243,3 +243,50 @@ func TestFromEnv(t *testing.T) {
 	_, mode, _ = FromEnv()
 	assert.Equal(t, Disabled, mode)
 }
+
+// TestOracleRun writes a run and its expectation for tools/oracle/wandb_check.py into
+// $WANDB_ORACLE_DIR (skipped without it): the real wandb package's `wandb sync` must upload the
+// config, every row (with transformers' key names) and the summary with equal values.
+func TestOracleRun(t *testing.T) {
+	out := os.Getenv("WANDB_ORACLE_DIR")
+	if out == "" {
+		t.Skip("WANDB_ORACLE_DIR not set")
+	}
+	recipe := filepath.Join(out, "recipe.yaml")
+	require.NoError(t, os.WriteFile(recipe, []byte("learning_rate: 2.0e-03\n"), 0o644))
+	config := map[string]any{"learning_rate": 0.002, "output_dir": "out/tiny-sft", "report_to": []any{"wandb"},
+		"max_length": 128.0, "lr_scheduler_kwargs": map[string]any{}, "hub_model_id": nil, "model/num_parameters": 812544.0}
+	run, err := Create(Options{Dir: out, Project: "handbook-oracle", Name: "tiny-sft", ID: "oracle01", Config: config,
+		Files: map[string]string{"recipe.yaml": recipe}})
+	require.NoError(t, err)
+	logged := []map[string]float64{
+		{"loss": 2.5, "learning_rate": 0.002, "grad_norm": 1.25, "epoch": 0.25, "num_tokens": 4096, "step": 1},
+		{"loss": 2.125, "learning_rate": 0.0015, "grad_norm": 0.75, "epoch": 0.5, "num_tokens": 8192, "step": 2},
+		{"eval_loss": 2.0625, "eval_runtime": 0.5, "epoch": 0.5, "step": 2},
+		{"loss": 1.875, "learning_rate": 2.5e-05, "grad_norm": 0.5, "epoch": 1, "num_tokens": 16384, "step": 4},
+		{"train_loss": 2.1, "train_runtime": 3.25, "train_samples_per_second": 10.5, "epoch": 1, "step": 4},
+	}
+	var rows []map[string]float64
+	summary := map[string]float64{}
+	for _, m := range logged {
+		require.NoError(t, run.Log(int(m["step"]), m))
+		row := map[string]float64{}
+		for k, v := range m {
+			switch {
+			case k == "step":
+				row["train/global_step"] = v
+			case k == "train_loss" || k == "train_runtime" || k == "train_samples_per_second":
+				summary[k] = v
+			default:
+				row[TrainerKey(k)] = v
+			}
+		}
+		rows = append(rows, row)
+	}
+	require.NoError(t, run.Finish(0))
+	expect := map[string]any{"run_dir": run.Dir, "run_id": "oracle01", "project": "handbook-oracle", "config": config,
+		"rows": rows, "summary": summary, "files": []string{"recipe.yaml"}}
+	data, err := json.MarshalIndent(expect, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(out, "expect.json"), data, 0o644))
+}
