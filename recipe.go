@@ -244,9 +244,9 @@ type TrainingArguments struct {
 	// LogLevel is "passive" (default), "debug", "info", "warning", "error" or
 	// "critical".
 	LogLevel string `mapstructure:"log_level"`
-	// ReportTo are the metric sinks besides JSONL: empty or ["tensorboard"]
-	// after loading ("all" means tensorboard; unavailable integrations such
-	// as wandb are replaced by tensorboard with a warning).
+	// ReportTo are the metric sinks besides JSONL: "tensorboard" and
+	// "wandb" (an offline W&B run) after loading ("all" means both;
+	// unavailable integrations are replaced by tensorboard with a warning).
 	ReportTo []string `mapstructure:"report_to"`
 
 	// EvalStrategy is "no" (default), "steps" or "epoch"; also read from the
@@ -317,6 +317,9 @@ type TrainingArguments struct {
 	// RefModelInitKwargs are extra arguments for loading the reference model
 	// (DPO).
 	RefModelInitKwargs map[string]any `mapstructure:"ref_model_init_kwargs" task:"dpo"`
+	// Publish are the keys that push the run to the Hub and name its W&B run.
+	Publish PublishArguments `mapstructure:",squash"`
+
 	// PrecomputeRefLogProbs computes the reference log-probabilities once
 	// before training, so no reference model is held during it (DPO).
 	PrecomputeRefLogProbs bool `mapstructure:"precompute_ref_log_probs" task:"dpo"`
@@ -375,6 +378,7 @@ func defaultRecipe(task Task) *Recipe {
 			RemoveUnusedColumns:        true,
 			MaxLength:                  &maxLen,
 			TruncationMode:             "keep_start",
+			Publish:                    PublishArguments{HubStrategy: "every_save", HubModelRevision: "main"},
 		},
 		Ignored: map[string]any{},
 	}

@@ -20,17 +20,7 @@ var ignoredKeys = map[string]string{
 	"ddp_timeout":                   "there is no torch.distributed process group",
 	"gradient_checkpointing_kwargs": "PyTorch checkpoint options such as use_reentrant have no counterpart",
 	"tf32":                          "TF32 matmuls are a CUDA/PyTorch switch",
-	"push_to_hub":                   "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"hub_model_id":                  "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"hub_model_revision":            "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"hub_strategy":                  "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"hub_private_repo":              "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"hub_token":                     "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"push_to_hub_revision":          "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"overwrite_hub_revision":        "nothing is pushed to the Hugging Face Hub; the output directory is the result",
-	"wandb_entity":                  "Weights & Biases is not available; metrics go to JSONL and TensorBoard",
-	"wandb_project":                 "Weights & Biases is not available; metrics go to JSONL and TensorBoard",
-	"wandb_run_group":               "Weights & Biases is not available; metrics go to JSONL and TensorBoard",
+	"overwrite_hub_revision":        "an existing hub_model_revision branch is pushed to as it is, never deleted",
 }
 
 // aliases map older spellings of keys onto the key they set.

@@ -60,7 +60,7 @@ func loadAll(t *testing.T, root string) {
 				sources++
 			}
 			assert.Equal(t, 1, sources, "exactly one data source")
-			assert.Subset(t, []string{"tensorboard"}, r.Training.ReportTo)
+			assert.Subset(t, []string{"tensorboard", "wandb"}, r.Training.ReportTo)
 			for _, w := range r.Warnings {
 				assert.True(t, strings.HasPrefix(w, p), "warning %q names the file", w)
 			}
@@ -109,7 +109,9 @@ func TestSeedRecipeValues(t *testing.T) {
 		assert.Equal(t, 100.0, r.Training.SaveSteps)
 		assert.Equal(t, 0.1, r.Training.WarmupRatio)
 		assert.True(t, r.Training.DoEval)
-		assert.Equal(t, []string{"tensorboard"}, r.Training.ReportTo, "wandb falls back to tensorboard")
+		assert.Equal(t, []string{"wandb"}, r.Training.ReportTo, "an offline W&B run")
+		assert.True(t, r.Training.Publish.PushToHub)
+		assert.Equal(t, "every_save", r.Training.Publish.HubStrategy)
 		assert.Equal(t, "flash_attention_2", r.Ignored["attn_implementation"])
 		assert.Equal(t, 12, r.Ignored["dataset_num_proc"])
 	})
@@ -307,10 +309,20 @@ func TestOverrides(t *testing.T) {
 		{"legacy mixer keeps order", TaskSFT, []string{"--dataset_name=None", "--dataset_mixer={b: 0.5, a: 1}"}, func(t *testing.T, r *Recipe) {
 			assert.Equal(t, []string{"b", "a"}, r.Data.Legacy.Order)
 		}},
-		{"ignored key warns", TaskSFT, []string{"--use_liger_kernel=true", "--push_to_hub=false"}, func(t *testing.T, r *Recipe) {
+		{"ignored key warns", TaskSFT, []string{"--use_liger_kernel=true", "--tf32=false"}, func(t *testing.T, r *Recipe) {
 			require.Len(t, r.Warnings, 1)
 			assert.Contains(t, r.Warnings[0], "override --use_liger_kernel=true: use_liger_kernel ignored")
-			assert.Equal(t, false, r.Ignored["push_to_hub"])
+			assert.Equal(t, false, r.Ignored["tf32"])
+		}},
+		{"hub keys", TaskSFT, []string{"--push_to_hub=true", "--hub_model_id=org/m", "--hub_strategy=checkpoint", "--hub_private_repo=true",
+			"--push_to_hub_revision=true", "--hub_model_revision=v1"}, func(t *testing.T, r *Recipe) {
+			p := r.Training.Publish
+			assert.Equal(t, PublishArguments{PushToHub: true, HubModelID: "org/m", HubStrategy: "checkpoint", HubPrivateRepo: new(true),
+				PushToHubRevision: true, HubModelRevision: "v1"}, p)
+			assert.Equal(t, "v1", p.Revision())
+			p.HubRevision = "dev"
+			assert.Equal(t, "dev", p.Revision(), "transformers' hub_revision wins")
+			assert.Empty(t, r.Warnings)
 		}},
 		{"config_file", TaskSFT, []string{"--config_file=" + accel}, func(t *testing.T, r *Recipe) {
 			require.NotNil(t, r.Accelerate)
@@ -373,6 +385,7 @@ func TestBadRecipes(t *testing.T) {
 		{"list for number", TaskSFT, minimal + "num_train_epochs: [1]\n", `:3: num_train_epochs: want a number, got the list [1]`},
 		{"fraction for int", TaskSFT, minimal + "per_device_train_batch_size: 2.5\n", `:3: per_device_train_batch_size: want an integer, got 2.5`},
 		{"string for bool", TaskSFT, minimal + "bf16: sure\n", `:3: bf16: want true or false, got "sure"`},
+		{"unknown hub_strategy", TaskSFT, minimal + "hub_strategy: sometimes\n", `:3: hub_strategy: "sometimes" is not one of [end every_save checkpoint all_checkpoints]`},
 		{"nested unknown", TaskSFT, "model_name_or_path: m\ndataset_mixture:\n  datasets:\n    - id: a\n      wieght: 0.5\n",
 			`:5: dataset_mixture.datasets[0]: unknown key "wieght" (did you mean "weight"?)`},
 		{"nested wrong type", TaskSFT, "model_name_or_path: m\ndataset_mixture:\n  datasets:\n    - id: a\n      weight: lots\n",
@@ -442,13 +455,13 @@ func TestBadRecipes(t *testing.T) {
 }
 
 func TestWarnings(t *testing.T) {
-	p := writeRecipe(t, minimal+"attn_implementation: sdpa\ntrust_remote_code: false\nreport_to: [wandb, tensorboard]\npacking_strategy: ffd\n")
+	p := writeRecipe(t, minimal+"attn_implementation: sdpa\ntrust_remote_code: false\nreport_to: [comet_ml, tensorboard]\npacking_strategy: ffd\n")
 	r, err := LoadRecipe(p, TaskSFT, []string{"--attn_implementation=eager"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{
 		p + ":3: attn_implementation ignored: " + ignoredKeys["attn_implementation"],
 		p + `:6: packing_strategy "ffd" is TRL's older name of "bfd"; using "bfd"`,
-		p + ":5: report_to: wandb not available here; metrics go to TensorBoard and JSONL",
+		p + ":5: report_to: comet_ml not available here; metrics go to TensorBoard and JSONL",
 	}, r.Warnings, "one warning per key; none for false")
 	assert.Equal(t, "eager", r.Ignored["attn_implementation"])
 	assert.Equal(t, false, r.Ignored["trust_remote_code"])

@@ -53,7 +53,7 @@ func (l *loader) finish() error {
 		}
 	}
 	l.reportTo()
-	for _, check := range []func() error{l.validateData, l.validateModel, l.validateTraining, l.validateTask} {
+	for _, check := range []func() error{l.validateData, l.validateModel, l.validateTraining, l.validateTask, l.validatePublish} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -80,15 +80,17 @@ func (l *loader) fail(key, format string, args ...any) error {
 	return fmt.Errorf("%s: %s: %s", o, key, fmt.Sprintf(format, args...))
 }
 
-// reportTo reduces report_to to the sinks that exist: TensorBoard or none.
+// reportTo reduces report_to to the sinks that exist: TensorBoard, W&B or none.
 func (l *loader) reportTo() {
 	t := &l.r.Training
 	var out, missing []string
 	for _, s := range t.ReportTo {
 		switch s {
 		case "none":
-		case "all", "tensorboard":
-			out = append(out, "tensorboard")
+		case "tensorboard", "wandb":
+			out = append(out, s)
+		case "all":
+			out = append(out, "tensorboard", "wandb")
 		default:
 			missing = append(missing, s)
 		}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -330,6 +332,7 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 			if err := e.SaveCheckpoint(); err != nil {
 				return Result{}, fmt.Errorf("train: %w", err)
 			}
+			e.notifySaved(step)
 		}
 	}
 	if err := e.syncSharded(); err != nil {
@@ -344,6 +347,16 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 		res.TokensPerSec = tokens / elapsed.Seconds()
 	}
 	return res, nil
+}
+
+// notifySaved tells the sinks that observe saves where the step's checkpoint is.
+func (e *Engine) notifySaved(step int) {
+	dir := filepath.Join(e.Args.OutputDir, checkpointPrefix+strconv.Itoa(step))
+	for _, s := range e.Sinks {
+		if o, ok := s.(SaveObserver); ok {
+			o.Saved(step, dir)
+		}
+	}
 }
 
 func (e *Engine) log(step int, entry map[string]float64) error {

@@ -7,6 +7,13 @@ import (
 	"path/filepath"
 )
 
+// SaveObserver is a Sink that also hears of each checkpoint the engine writes, once it is
+// complete on disk (transformers' on_save): dir is output_dir/checkpoint-<step>. A push to the
+// Hub starts there; the observer must not block training for long.
+type SaveObserver interface {
+	Saved(step int, dir string)
+}
+
 // JSONLSink appends every logged entry as one JSON line ({"step":…, "loss":…, …}) to a file.
 type JSONLSink struct {
 	f *os.File
