@@ -27,8 +27,8 @@ type PublishArguments struct {
 	PushToHubRevision bool `mapstructure:"push_to_hub_revision"`
 	// HubModelRevision is the branch of PushToHubRevision (default "main").
 	HubModelRevision string `mapstructure:"hub_model_revision"`
-	// WandbEntity, WandbProject and WandbRunGroup name the W&B run (the handbook's keys; the
-	// WANDB_ENTITY, WANDB_PROJECT and WANDB_RUN_GROUP variables win, as in the handbook's scripts).
+	// WandbEntity, WandbProject and WandbRunGroup name the W&B run (the handbook's keys; when set
+	// they override WANDB_ENTITY, WANDB_PROJECT and WANDB_RUN_GROUP, as the handbook's scripts do).
 	WandbEntity   string `mapstructure:"wandb_entity"`
 	WandbProject  string `mapstructure:"wandb_project"`
 	WandbRunGroup string `mapstructure:"wandb_run_group"`

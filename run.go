@@ -205,8 +205,17 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		defer tb.w.Close()
 		sinks = append(sinks, tb)
 	}
+	pub, err := startPublishing(ctx, r, m, outputDir, in.tokDir, log)
+	if err != nil {
+		return nil, err
+	}
+	sinks = append(sinks, pub.sinks()...)
 	res.Train, res.ResumedFrom, err = trainRun(sinks)
 	if err != nil {
+		pub.abort()
+		return nil, fmt.Errorf("%s: %w", r.Path, err)
+	}
+	if err := pub.finish(ctx, r, outputDir, adapter != nil, &res); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
 	if err := plotLoss(filepath.Join(outputDir, "loss.png"), history.entries); err != nil {

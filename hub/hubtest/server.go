@@ -58,6 +58,7 @@ type Server struct {
 
 type repo struct {
 	private  bool
+	log      map[string][]string        // branch → commit summaries, oldest first
 	branches map[string]string          // branch → commit
 	trees    map[string]map[string]blob // commit → path → content
 }
@@ -125,6 +126,16 @@ func (s *Server) Files(repoID, branch string) map[string][]byte {
 		out[p] = s.content(b)
 	}
 	return out
+}
+
+// Log returns the commit summaries of a model repository's branch, oldest first.
+func (s *Server) Log(repoID, branch string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.repos["model:"+repoID]; r != nil {
+		return slices.Clone(r.log[branch])
+	}
+	return nil
 }
 
 // Commits returns the number of commits made through the API so far.
@@ -295,7 +306,7 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 	init := map[string]blob{".gitattributes": {data: []byte(gitattributes)}}
 	sha := s.newCommit()
 	s.repos[key] = &repo{private: req.Visibility == "private" || (req.Private != nil && *req.Private),
-		branches: map[string]string{"main": sha}, trees: map[string]map[string]blob{sha: init}}
+		branches: map[string]string{"main": sha}, trees: map[string]map[string]blob{sha: init}, log: map[string][]string{"main": {"initial commit"}}}
 	writeJSON(w, map[string]string{"url": u, "name": id})
 }
 
@@ -347,6 +358,7 @@ func (s *Server) repoAPI(w http.ResponseWriter, r *http.Request, kind, id, endpo
 			return
 		}
 		rp.branches[rev] = rp.branches["main"]
+		rp.log[rev] = slices.Clone(rp.log["main"])
 		writeJSON(w, map[string]any{})
 		return
 	}
@@ -692,10 +704,10 @@ func (s *Server) commit(w http.ResponseWriter, r *http.Request, kind, id string,
 		hubError(w, http.StatusBadRequest, "empty commit")
 		return
 	}
-	_ = summary
 	sha := s.newCommit()
 	rp.trees[sha] = tree
 	rp.branches[branch] = sha
+	rp.log[branch] = append(rp.log[branch], summary)
 	prefix := s.URL + "/"
 	if kind == "dataset" {
 		prefix += "datasets/"

@@ -1,0 +1,161 @@
+package handbook
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.yaml.in/yaml/v3"
+
+	"handbook/hub"
+	"handbook/hub/hubtest"
+)
+
+// localHub points the environment's Hub client at a fresh local Hub for user alice.
+func localHub(t *testing.T) *hubtest.Server {
+	s := hubtest.New("alice", "hf_alice")
+	t.Cleanup(s.Close)
+	t.Setenv("HF_ENDPOINT", s.URL)
+	t.Setenv("HF_TOKEN", "hf_alice")
+	t.Setenv("HF_HOME", t.TempDir())
+	t.Setenv("HF_HUB_CACHE", "")
+	t.Setenv("HF_HUB_OFFLINE", "")
+	return s
+}
+
+// tinyPushRun trains the demo recipe for 4 steps (checkpoints at 2 and 4) with push_to_hub.
+func tinyPushRun(t *testing.T, extra ...string) (string, *RunResult) {
+	out := filepath.Join(t.TempDir(), "tiny-sft")
+	args := append([]string{"--max_steps=4", "--save_steps=2", "--logging_steps=2", "--eval_strategy=no", "--save_total_limit=1",
+		"--output_dir=" + out, "--push_to_hub=true"}, extra...)
+	r, err := LoadRecipe(tinyRecipe, TaskSFT, args)
+	require.NoError(t, err)
+	res, err := Run(context.Background(), r, RunOptions{})
+	require.NoError(t, err)
+	return out, res
+}
+
+// assertPushedOutput checks the repository holds the output directory as the final push left it
+// (no staging, and checkpoint-* folders only with hub_strategy all_checkpoints), byte for byte,
+// also when downloaded back through package hub.
+func assertPushedOutput(t *testing.T, s *hubtest.Server, repo, branch, out string, checkpointFolders bool) {
+	files := s.Files(repo, branch)
+	require.NotNil(t, files, "repository %s@%s", repo, branch)
+	for _, name := range []string{"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md",
+		"train_results.json", "trainer_state.json", "metrics.jsonl"} {
+		local, err := os.ReadFile(filepath.Join(out, name))
+		require.NoError(t, err, name)
+		assert.True(t, bytes.Equal(local, files[name]), "%s as pushed equals the local file", name)
+	}
+	for name := range files {
+		assert.False(t, strings.HasPrefix(name, "_"), "staging %s is not pushed", name)
+		if strings.HasPrefix(name, "checkpoint-") && !checkpointFolders {
+			t.Errorf("output-dir checkpoint %s pushed", name)
+		}
+	}
+	c, err := hub.FromEnv()
+	require.NoError(t, err)
+	snap, err := c.Snapshot(context.Background(), hub.Model, repo, branch)
+	require.NoError(t, err)
+	for name, data := range files {
+		got, err := os.ReadFile(filepath.Join(snap, filepath.FromSlash(name)))
+		require.NoError(t, err, name)
+		assert.True(t, bytes.Equal(data, got), "%s downloaded back is byte-identical", name)
+	}
+
+	var front map[string]any
+	parts := strings.SplitN(string(files["README.md"]), "---\n", 3)
+	require.Len(t, parts, 3)
+	require.NoError(t, yaml.Unmarshal([]byte(parts[1]), &front))
+	assert.Equal(t, "transformers", front["library_name"])
+	assert.Equal(t, []any{"generated_from_trainer", "alignment-handbook", "trl", "sft"}, front["tags"])
+	assert.Contains(t, parts[2], `pipeline("text-generation", model="`+repo+`"`)
+}
+
+func TestPushToHubStrategies(t *testing.T) {
+	for _, tc := range []struct {
+		strategy string
+		// want are paths the repository must hold besides the output directory's files.
+		want []string
+	}{
+		{"end", nil},
+		{"every_save", nil},
+		{"checkpoint", []string{"last-checkpoint/trainer_state.json", "last-checkpoint/optimizer.safetensors", "last-checkpoint/model.safetensors"}},
+		{"all_checkpoints", []string{"checkpoint-2/trainer_state.json", "checkpoint-2/model.safetensors"}},
+	} {
+		t.Run(tc.strategy, func(t *testing.T) {
+			s := localHub(t)
+			out, res := tinyPushRun(t, "--hub_strategy="+tc.strategy, "--hub_private_repo=true")
+			assert.Equal(t, 4, res.Train.GlobalStep)
+			repo := "alice/tiny-sft" // output_dir's name under the token's user
+			assert.True(t, s.Private(repo))
+			assertPushedOutput(t, s, repo, "main", out, tc.strategy == "all_checkpoints")
+			log := s.Log(repo, "main")
+			assert.Equal(t, "End of training", log[len(log)-1])
+			progress := slices.IndexFunc(log, func(m string) bool { return strings.HasPrefix(m, "Training in progress, step ") })
+			if tc.strategy == "end" {
+				assert.Equal(t, -1, progress, "hub_strategy end pushes once: %v", log)
+			} else {
+				assert.GreaterOrEqual(t, progress, 0, "a save was pushed during training: %v", log)
+			}
+			if strings.Contains(tc.strategy, "checkpoint") {
+				assert.True(t, slices.ContainsFunc(log, func(m string) bool { return strings.HasSuffix(m, ", checkpoint") }), "%v", log)
+			}
+			files := s.Files(repo, "main")
+			for _, name := range tc.want {
+				assert.Contains(t, files, name)
+			}
+			assert.NoDirExists(t, filepath.Join(out, "_hub_push"), "staging is cleaned up")
+		})
+	}
+}
+
+func TestPushToHubRevisionAndModelID(t *testing.T) {
+	s := localHub(t)
+	out, _ := tinyPushRun(t, "--hub_strategy=end", "--hub_model_id=tiny-demo", "--push_to_hub_revision=true", "--hub_model_revision=v1.0")
+	assertPushedOutput(t, s, "alice/tiny-demo", "v1.0", out, false)
+	assert.NotContains(t, s.Files("alice/tiny-demo", "main"), "model.safetensors", "main is untouched")
+}
+
+// A push that fails during training loses nothing: training goes on, the checkpoint stays on
+// disk and the final push still delivers the model.
+func TestFailedPushDuringTrainingKeepsTheCheckpoint(t *testing.T) {
+	s := localHub(t)
+	s.Fail(http.MethodPost, "/commit/main", http.StatusInternalServerError, 1, "")
+	out, res := tinyPushRun(t, "--hub_strategy=every_save")
+	assert.Equal(t, 4, res.Train.GlobalStep)
+	assert.FileExists(t, filepath.Join(out, "checkpoint-4", "trainer_state.json"))
+	assertPushedOutput(t, s, "alice/tiny-sft", "main", out, false)
+}
+
+func TestPushToHubErrorsBeforeTraining(t *testing.T) {
+	localHub(t)
+	t.Setenv("HF_TOKEN", "hf_wrong")
+	r, err := LoadRecipe(tinyRecipe, TaskSFT, []string{"--max_steps=2", "--output_dir=" + t.TempDir(), "--push_to_hub=true"})
+	require.NoError(t, err)
+	_, err = Run(context.Background(), r, RunOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "push_to_hub")
+	assert.Contains(t, err.Error(), "401 Unauthorized")
+}
+
+func TestPushCommand(t *testing.T) {
+	s := localHub(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type":"llama"}`), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "checkpoint-9"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "checkpoint-9", "x.json"), []byte(`{}`), 0o644))
+	res, err := Push(context.Background(), dir, PushOptions{Repo: "m", Revision: "dev", Private: true, Message: "upload"})
+	require.NoError(t, err)
+	assert.Equal(t, "alice/m", res.Repo)
+	assert.Equal(t, []string{"config.json"}, res.Committed)
+	assert.True(t, s.Private("alice/m"))
+	assert.Equal(t, []string{"initial commit", "upload"}, s.Log("alice/m", "dev"))
+}
