@@ -39,8 +39,6 @@ type PushOptions struct {
 	Token string
 	// Message is the commit message ("Upload folder using huggingface_hub" when empty).
 	Message string
-	// Logger receives a line per push; nil discards.
-	Logger *slog.Logger
 }
 
 // PushResult is where a push went.
@@ -569,4 +567,12 @@ func (p *publishing) finish(ctx context.Context, r *Recipe, outputDir string, ad
 		}
 	}
 	return nil
+}
+
+// ModelDir returns a local directory holding a model, adapter or tokenizer: nameOrPath when it is
+// a local directory, else the snapshot of that Hub model repository at revision ("" is main),
+// downloaded into the Hugging Face cache when missing (HF_HOME, HF_ENDPOINT, HF_TOKEN and
+// HF_HUB_OFFLINE apply), as recipes resolve model_name_or_path.
+func ModelDir(ctx context.Context, nameOrPath, revision string) (string, error) {
+	return modelDir(ctx, nameOrPath, revision)
 }

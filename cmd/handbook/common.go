@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -11,11 +12,32 @@ import (
 	"strconv"
 	"strings"
 
+	"handbook"
 	"handbook/backend"
 	"handbook/lora"
 	"handbook/model"
 	"handbook/tokenizer"
 )
+
+// revisionFlag adds --revision, the Hub revision of the repository ids the command takes.
+func revisionFlag(fs *flag.FlagSet) *string {
+	return fs.String("revision", "", "Hub revision (branch, tag or commit) of the repository id given instead of a model or tokenizer directory (default main; adapters are read from main)")
+}
+
+// resolveDir replaces the value of flag name, when it is a Hub repository id rather than a local
+// directory, by the local snapshot of that repository at revision (downloaded into the Hugging
+// Face cache).
+func resolveDir(ctx context.Context, name string, v *string, revision string) error {
+	if *v == "" {
+		return nil
+	}
+	dir, err := handbook.ModelDir(ctx, *v, revision)
+	if err != nil {
+		return fmt.Errorf("--%s %s: %w", name, *v, err)
+	}
+	*v = dir
+	return nil
+}
 
 // newFlagSet returns a flag set that reports errors instead of exiting.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -13,8 +14,9 @@ import (
 
 func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("eval", stderr)
-	dir := fs.String("model", "", "model directory (config.json + safetensors)")
-	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) applied on top of --model")
+	dir := fs.String("model", "", "model directory (config.json + safetensors) or Hub repository id")
+	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) or Hub repository id, applied on top of --model")
+	revision := revisionFlag(fs)
 	tokensFile := fs.String("tokens", "", `JSON file of token ids: [[1,2,…],…], [1,2,…] or {"input_ids": …}`)
 	dataFile := fs.String("data", "", `text to score: JSONL with a "text" field per line, or a plain text file (needs tokenizer.json)`)
 	asJSON := fs.Bool("json", false, `print {"loss":…,"perplexity":…,"tokens":N} as the last line`)
@@ -23,6 +25,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if (*tokensFile == "") == (*dataFile == "") {
 		return fmt.Errorf("give exactly one of --tokens and --data")
+	}
+	if err := errors.Join(resolveDir(ctx, "model", dir, *revision), resolveDir(ctx, "adapter", adapter, "")); err != nil {
+		return err
 	}
 	m, err := loadModelWithAdapter(*dir, *adapter, stderr)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 
@@ -10,8 +11,9 @@ import (
 
 func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("generate", stderr)
-	dir := fs.String("model", "", "model directory (config.json + safetensors)")
-	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) applied on top of --model")
+	dir := fs.String("model", "", "model directory (config.json + safetensors) or Hub repository id")
+	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) or Hub repository id, applied on top of --model")
+	revision := revisionFlag(fs)
 	prompt := fs.String("prompt", "", "prompt text (needs tokenizer.json in the model directory)")
 	promptIDs := fs.String("prompt_ids", "", "prompt as comma-separated token ids, e.g. 1,2,3")
 	maxNew := fs.Int("max_new_tokens", 32, "number of tokens to generate at most")
@@ -26,6 +28,9 @@ func runGenerate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	if (*prompt == "") == (*promptIDs == "") {
 		return fmt.Errorf("give exactly one of --prompt and --prompt_ids")
+	}
+	if err := errors.Join(resolveDir(ctx, "model", dir, *revision), resolveDir(ctx, "adapter", adapter, "")); err != nil {
+		return err
 	}
 	m, err := loadModelWithAdapter(*dir, *adapter, stderr)
 	if err != nil {

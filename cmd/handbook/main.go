@@ -29,6 +29,7 @@ var commands = []command{
 	{"generate", "continue a prompt with a model (greedy or sampled)", runGenerate},
 	{"estimate", "per-device memory of training a model under a ZeRO stage (params, grads, optimizer, activations)", runEstimate},
 	{"merge", "fold a LoRA adapter into its base model and save a full checkpoint", runMerge},
+	{"push", "upload an output directory to a Hugging Face Hub repository (push_to_hub)", runPush},
 	{"eval", "mean next-token loss and perplexity of a model on tokens or text", runEval},
 	{"tokenize", "encode text to token ids, or decode ids to text", runTokenize},
 	{"template", "render a conversation with the tokenizer's chat template", runTemplate},

@@ -15,10 +15,11 @@ import (
 
 // runMerge folds a LoRA adapter into its base model and writes a full Hugging Face checkpoint
 // (PEFT's merge_and_unload + save_pretrained).
-func runMerge(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runMerge(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("merge", stderr)
-	dir := fs.String("model", "", "base model directory (default: the adapter's base_model_name_or_path)")
-	adapterDir := fs.String("adapter", "", "adapter directory (adapter_config.json + adapter_model.safetensors)")
+	dir := fs.String("model", "", "base model directory or Hub repository id (default: the adapter's base_model_name_or_path)")
+	adapterDir := fs.String("adapter", "", "adapter directory (adapter_config.json + adapter_model.safetensors) or Hub repository id")
+	revision := revisionFlag(fs)
 	out := fs.String("out", "", "output directory for the merged model")
 	dtype := fs.String("dtype", "", "dtype written: float32 or bfloat16 (default: the base model's)")
 	if err := fs.Parse(args); err != nil {
@@ -26,6 +27,9 @@ func runMerge(_ context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	if *adapterDir == "" || *out == "" {
 		return fmt.Errorf("--adapter and --out are required")
+	}
+	if err := resolveDir(ctx, "adapter", adapterDir, ""); err != nil {
+		return err
 	}
 	var outDType dtypes.DType
 	switch *dtype {
@@ -46,6 +50,9 @@ func runMerge(_ context.Context, args []string, stdout, stderr io.Writer) error 
 			return fmt.Errorf("--model is required: the adapter names no base_model_name_or_path")
 		}
 		*dir = cfg.BaseModel
+	}
+	if err := resolveDir(ctx, "model", dir, *revision); err != nil {
+		return err
 	}
 	m, err := loadModel(*dir, stderr)
 	if err != nil {

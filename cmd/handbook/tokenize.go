@@ -10,9 +10,10 @@ import (
 	"handbook/tokenizer"
 )
 
-func runTokenize(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runTokenize(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("tokenize", stderr)
-	dir := fs.String("tokenizer", "", "directory with tokenizer.json (and tokenizer_config.json)")
+	dir := fs.String("tokenizer", "", "directory with tokenizer.json (and tokenizer_config.json), or Hub repository id")
+	revision := revisionFlag(fs)
 	text := fs.String("text", "", "text to encode")
 	file := fs.String("file", "", "file whose whole content is encoded")
 	addSpecial := fs.Bool("add_special_tokens", false, "add the post-processor's special tokens (BOS/EOS)")
@@ -20,6 +21,9 @@ func runTokenize(_ context.Context, args []string, stdout, stderr io.Writer) err
 	skipSpecial := fs.Bool("skip_special_tokens", false, "drop special tokens when decoding")
 	asJSON := fs.Bool("json", false, `print {"ids":[…]} (encode) or {"text":"…"} (decode) as the last line`)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := resolveDir(ctx, "tokenizer", dir, *revision); err != nil {
 		return err
 	}
 	tok, err := requireTokenizer(*dir)
@@ -78,13 +82,17 @@ func runTokenize(_ context.Context, args []string, stdout, stderr io.Writer) err
 	return err
 }
 
-func runTemplate(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func runTemplate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("template", stderr)
-	dir := fs.String("tokenizer", "", "directory with tokenizer.json and a chat template")
+	dir := fs.String("tokenizer", "", "directory with tokenizer.json and a chat template, or Hub repository id")
+	revision := revisionFlag(fs)
 	messagesFile := fs.String("messages", "", `JSON file: a list of messages, or {"messages":[…],"tools":[…],"add_generation_prompt":true,…kwargs}`)
 	addGen := fs.Bool("add_generation_prompt", false, "end with the assistant turn's opening")
 	asJSON := fs.Bool("json", false, `print {"text":"…"} as the last line`)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := resolveDir(ctx, "tokenizer", dir, *revision); err != nil {
 		return err
 	}
 	tok, err := requireTokenizer(*dir)
