@@ -3,6 +3,7 @@ package handbook
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,8 +15,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
+	"handbook/backend"
 	"handbook/hub"
 	"handbook/hub/hubtest"
+	"handbook/model"
+	"handbook/train/wandb"
 )
 
 // localHub points the environment's Hub client at a fresh local Hub for user alice.
@@ -158,4 +162,71 @@ func TestPushCommand(t *testing.T) {
 	assert.Equal(t, []string{"config.json"}, res.Committed)
 	assert.True(t, s.Private("alice/m"))
 	assert.Equal(t, []string{"initial commit", "upload"}, s.Log("alice/m", "dev"))
+}
+
+// TestOracleWandbRun trains the tiny recipe with report_to wandb and writes the expectation for
+// tools/oracle/wandb_check.py into $WANDB_ORACLE_DIR (skipped without it): `wandb sync` must
+// upload the run's config and every metrics.jsonl row (plus the end-of-training row) with equal
+// values.
+func TestOracleWandbRun(t *testing.T) {
+	dir := os.Getenv("WANDB_ORACLE_DIR")
+	if dir == "" {
+		t.Skip("WANDB_ORACLE_DIR not set")
+	}
+	out := filepath.Join(dir, "tiny-sft")
+	t.Setenv("WANDB_DIR", dir)
+	t.Setenv("WANDB_PROJECT", "handbook-oracle")
+	t.Setenv("WANDB_RUN_ID", "tinysft1")
+	r, err := LoadRecipe(tinyRecipe, TaskSFT, []string{"--max_steps=6", "--logging_steps=2", "--eval_steps=3", "--save_steps=6",
+		"--output_dir=" + out, "--report_to=wandb"})
+	require.NoError(t, err)
+	res, err := Run(context.Background(), r, RunOptions{})
+	require.NoError(t, err)
+
+	b, _, err := backend.New()
+	require.NoError(t, err)
+	m, err := model.Load(b, out, model.LoadOptions{})
+	require.NoError(t, err)
+	config, err := runConfig(r, m)
+	require.NoError(t, err)
+	raw, err := json.Marshal(config)
+	require.NoError(t, err)
+	var configJSON map[string]any
+	require.NoError(t, json.Unmarshal(raw, &configJSON))
+
+	var rows []map[string]float64
+	summary := map[string]float64{}
+	addRow := func(step float64, entry map[string]float64) {
+		row := map[string]float64{"train/global_step": step}
+		for k, v := range entry {
+			switch {
+			case k == "step":
+			case slices.Contains([]string{"train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos"}, k):
+				summary[k] = v
+			default:
+				row[wandb.TrainerKey(k)] = v
+			}
+		}
+		rows = append(rows, row)
+	}
+	lines, err := os.ReadFile(filepath.Join(out, "metrics.jsonl"))
+	require.NoError(t, err)
+	for _, line := range strings.Split(strings.TrimSpace(string(lines)), "\n") {
+		var entry map[string]float64
+		require.NoError(t, json.Unmarshal([]byte(line), &entry))
+		addRow(entry["step"], entry)
+	}
+	var final map[string]float64
+	data, err := os.ReadFile(filepath.Join(out, "train_results.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &final))
+	addRow(float64(res.Train.GlobalStep), final)
+	runs, err := filepath.Glob(filepath.Join(dir, "wandb", "offline-run-*-tinysft1"))
+	require.NoError(t, err)
+	require.Len(t, runs, 1)
+	expect := map[string]any{"run_dir": runs[0], "run_id": "tinysft1", "project": "handbook-oracle", "config": configJSON,
+		"rows": rows, "summary": summary, "files": []string{"config_full.yaml"}}
+	data, err = json.MarshalIndent(expect, "", "  ")
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "expect.json"), data, 0o644))
 }

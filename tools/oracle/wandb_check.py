@@ -1,9 +1,10 @@
 """Have the PyPI wandb package's `wandb sync` upload a Go-written offline run, and check what arrives.
 
-    WANDB_ORACLE_DIR=/tmp/wb go test ./train/wandb -run TestOracleRun
+    WANDB_ORACLE_DIR=/tmp/wb go test ./train/wandb -run TestOracleRun    # a run from synthetic rows, or
+    WANDB_ORACLE_DIR=/tmp/wb go test . -run TestOracleWandbRun            # the tiny recipe trained with report_to wandb
     python tools/oracle/wandb_check.py /tmp/wb/expect.json
 
-expect.json (written by that test) names the run directory and lists the config and every metrics.jsonl row the
+expect.json (written by either test) names the run directory and lists the config and every metrics.jsonl row the
 run was given. A local stand-in for the W&B server (GraphQL plus the file_stream endpoint) records what wandb-core
 — the reader and uploader inside the wandb wheel — sends while syncing: the run's config (UpsertBucket), its
 history rows and summary (file_stream) and its files. The config must come back with equal values, and every
