@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -265,17 +264,17 @@ func (p *trainerPush) stage(stage, checkpoint string) error {
 				return nil
 			}
 		}
-		if d.IsDir() || !d.Type().IsRegular() {
-			return nil
+		if d.IsDir() || !d.Type().IsRegular() || (filepath.Dir(rel) == "." && modelingFile(d.Name())) {
+			return nil // the model files come from the checkpoint
 		}
-		return copyFile(path, filepath.Join(modelDir, rel))
+		return copySmallFile(path, filepath.Join(modelDir, rel))
 	})
 	if err != nil {
 		return err
 	}
 	for _, name := range tokenizerFiles {
 		if src := filepath.Join(p.tokenizerDir, name); p.tokenizerDir != "" && fileExists(src) {
-			if err := copyFile(src, filepath.Join(modelDir, name)); err != nil {
+			if err := copySmallFile(src, filepath.Join(modelDir, name)); err != nil {
 				return err
 			}
 		}
@@ -316,35 +315,25 @@ func fileExists(path string) bool {
 	return err == nil && st.Mode().IsRegular()
 }
 
-// linkFile hard-links src to dst (copying where links are not possible).
+// linkFile hard-links src to dst (the staging folder is inside output_dir, on the same file
+// system as the checkpoint).
 func linkFile(src, dst string) error {
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	return copyFile(src, dst)
+	return os.Link(src, dst)
 }
 
-func copyFile(src, dst string) error {
+// copySmallFile copies a small file (logs, configs, tokenizer files) whole.
+func copySmallFile(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return err
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	return os.WriteFile(dst, data, 0o644)
 }
 
 // peftFormatVersion is the PEFT release whose adapter files and card fields lora's files match

@@ -22,18 +22,6 @@ import (
 	"handbook/train/wandb"
 )
 
-// localHub points the environment's Hub client at a fresh local Hub for user alice.
-func localHub(t *testing.T) *hubtest.Server {
-	s := hubtest.New("alice", "hf_alice")
-	t.Cleanup(s.Close)
-	t.Setenv("HF_ENDPOINT", s.URL)
-	t.Setenv("HF_TOKEN", "hf_alice")
-	t.Setenv("HF_HOME", t.TempDir())
-	t.Setenv("HF_HUB_CACHE", "")
-	t.Setenv("HF_HUB_OFFLINE", "")
-	return s
-}
-
 // tinyPushRun trains the demo recipe for 4 steps (checkpoints at 2 and 4) with push_to_hub.
 func tinyPushRun(t *testing.T, extra ...string) (string, *RunResult) {
 	out := filepath.Join(t.TempDir(), "tiny-sft")
@@ -95,7 +83,7 @@ func TestPushToHubStrategies(t *testing.T) {
 		{"all_checkpoints", []string{"checkpoint-2/trainer_state.json", "checkpoint-2/model.safetensors"}},
 	} {
 		t.Run(tc.strategy, func(t *testing.T) {
-			s := localHub(t)
+			s := hubtest.Start(t, "alice", "hf_alice")
 			out, res := tinyPushRun(t, "--hub_strategy="+tc.strategy, "--hub_private_repo=true")
 			assert.Equal(t, 4, res.Train.GlobalStep)
 			repo := "alice/tiny-sft" // output_dir's name under the token's user
@@ -122,7 +110,7 @@ func TestPushToHubStrategies(t *testing.T) {
 }
 
 func TestPushToHubRevisionAndModelID(t *testing.T) {
-	s := localHub(t)
+	s := hubtest.Start(t, "alice", "hf_alice")
 	out, _ := tinyPushRun(t, "--hub_strategy=end", "--hub_model_id=tiny-demo", "--push_to_hub_revision=true", "--hub_model_revision=v1.0")
 	assertPushedOutput(t, s, "alice/tiny-demo", "v1.0", out, false)
 	assert.NotContains(t, s.Files("alice/tiny-demo", "main"), "model.safetensors", "main is untouched")
@@ -131,7 +119,7 @@ func TestPushToHubRevisionAndModelID(t *testing.T) {
 // A push that fails during training loses nothing: training goes on, the checkpoint stays on
 // disk and the final push still delivers the model.
 func TestFailedPushDuringTrainingKeepsTheCheckpoint(t *testing.T) {
-	s := localHub(t)
+	s := hubtest.Start(t, "alice", "hf_alice")
 	s.Fail(http.MethodPost, "/commit/main", http.StatusInternalServerError, 1, "")
 	out, res := tinyPushRun(t, "--hub_strategy=every_save")
 	assert.Equal(t, 4, res.Train.GlobalStep)
@@ -140,7 +128,7 @@ func TestFailedPushDuringTrainingKeepsTheCheckpoint(t *testing.T) {
 }
 
 func TestPushToHubErrorsBeforeTraining(t *testing.T) {
-	localHub(t)
+	hubtest.Start(t, "alice", "hf_alice")
 	t.Setenv("HF_TOKEN", "hf_wrong")
 	r, err := LoadRecipe(tinyRecipe, TaskSFT, []string{"--max_steps=2", "--output_dir=" + t.TempDir(), "--push_to_hub=true"})
 	require.NoError(t, err)
@@ -151,7 +139,7 @@ func TestPushToHubErrorsBeforeTraining(t *testing.T) {
 }
 
 func TestPushCommand(t *testing.T) {
-	s := localHub(t)
+	s := hubtest.Start(t, "alice", "hf_alice")
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"model_type":"llama"}`), 0o644))
 	require.NoError(t, os.MkdirAll(filepath.Join(dir, "checkpoint-9"), 0o755))

@@ -275,16 +275,9 @@ func collectFiles(dir string, opts UploadOptions) ([]*localFile, error) {
 	return files, nil
 }
 
+// ignored reports whether an ignore pattern matches the path or its base name.
 func ignored(rel string, patterns []string) bool {
-	for _, p := range patterns {
-		if ok, _ := path.Match(p, rel); ok {
-			return true
-		}
-		if ok, _ := path.Match(p, path.Base(rel)); ok {
-			return true
-		}
-	}
-	return false
+	return len(patterns) > 0 && matches(rel, patterns)
 }
 
 // hash reads the file once for its sample and sha256.

@@ -12,18 +12,6 @@ import (
 	"handbook/hub/hubtest"
 )
 
-// withLocalHub points the CLI's Hub client at a local Hub for user alice.
-func withLocalHub(t *testing.T) *hubtest.Server {
-	s := hubtest.New("alice", "hf_alice")
-	t.Cleanup(s.Close)
-	t.Setenv("HF_ENDPOINT", s.URL)
-	t.Setenv("HF_TOKEN", "hf_alice")
-	t.Setenv("HF_HOME", t.TempDir())
-	t.Setenv("HF_HUB_CACHE", "")
-	t.Setenv("HF_HUB_OFFLINE", "")
-	return s
-}
-
 // push runs `handbook push` and fails the test unless it succeeds.
 func push(t *testing.T, dir, repo string, extra ...string) string {
 	code, stdout, stderr := runCLI(t, append([]string{"push", "--model", dir, "--repo", repo}, extra...)...)
@@ -34,7 +22,7 @@ func push(t *testing.T, dir, repo string, extra ...string) string {
 // Every command that takes a model, adapter or tokenizer directory takes a Hub repository id
 // (and --revision) too, and answers as it does for the local directory.
 func TestCommandsTakeHubIDs(t *testing.T) {
-	s := withLocalHub(t)
+	s := hubtest.Start(t, "alice", "hf_alice")
 	out := push(t, fixture, "llama", "--revision", "v2", "--private")
 	entries, err := os.ReadDir(fixture)
 	require.NoError(t, err)

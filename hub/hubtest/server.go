@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // Request is one request the server answered.
@@ -83,6 +84,24 @@ func New(user, token string) *Server {
 		MaxCommitBytes: 1 << 30, repos: map[string]*repo{}, lfs: map[string][]byte{}, parts: map[string]map[int][]byte{}}
 	s.Server = httptest.NewServer(http.HandlerFunc(s.serve))
 	return s
+}
+
+// Start is New for one test: the server is closed when the test ends, and the environment's Hub
+// client (hub.FromEnv: HF_ENDPOINT, HF_TOKEN, a fresh HF_HOME, online) points at it with the
+// user's token meanwhile.
+func Start(t testing.TB, user, token string) *Server {
+	s := New(user, token)
+	t.Cleanup(s.Close)
+	s.setenv(t)
+	return s
+}
+
+func (s *Server) setenv(t testing.TB) {
+	t.Setenv("HF_ENDPOINT", s.URL)
+	t.Setenv("HF_TOKEN", s.Token)
+	t.Setenv("HF_HOME", t.TempDir())
+	t.Setenv("HF_HUB_CACHE", "")
+	t.Setenv("HF_HUB_OFFLINE", "")
 }
 
 // Fail answers the next times requests whose method is method and whose path contains pathPart

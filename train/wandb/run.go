@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"math"
 	"os"
@@ -47,13 +46,13 @@ type Run struct {
 	// ID is the run id.
 	ID string
 
-	f       *os.File
-	log     *logWriter
-	num     uint64
-	start   time.Time
-	step    int64 // the next history row's _step
-	files   []string
-	now     func() time.Time
+	f     *os.File
+	log   *logWriter
+	num   uint64
+	start time.Time
+	step  int64 // the next history row's _step
+	files []string
+	now   func() time.Time
 }
 
 // Create writes the run directory and the run's first records: header, run (with the config
@@ -75,7 +74,11 @@ func Create(opts Options) (*Run, error) {
 	}
 	r := &Run{Dir: dir, ID: opts.ID, start: opts.Start, now: time.Now}
 	for _, name := range slices.Sorted(maps.Keys(opts.Files)) {
-		if err := copyFile(opts.Files[name], filepath.Join(dir, "files", name)); err != nil {
+		data, err := os.ReadFile(opts.Files[name]) // run files are small: a recipe, a log
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dir, "files", name), data, 0o644)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("wandb: run file %s: %w", name, err)
 		}
 		r.files = append(r.files, name)
@@ -305,23 +308,6 @@ func newID() string {
 		b[i] = alphabet[int(b[i])%len(alphabet)]
 	}
 	return string(b)
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // Mode is what WANDB_MODE (and WANDB_DISABLED) ask for.
