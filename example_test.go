@@ -33,6 +33,6 @@ func ExampleLoadRecipe() {
 	// data: HuggingFaceH4/ultrachat_200k train_sft 1
 	// data: HuggingFaceH4/ultrachat_200k test_sft 1
 	// lr: 0.0001 cosine warmup 100 of 1000 steps
-	// epochs: 2 max_length: 2048 report_to: [tensorboard]
-	// 7 warnings; first: testdata/recipes/recipes/zephyr-7b-beta/sft/config_full.yaml:5: attn_implementation ignored: the model package has a single attention implementation (no flash-attention or SDPA kernels)
+	// epochs: 2 max_length: 2048 report_to: [wandb]
+	// 3 warnings; first: testdata/recipes/recipes/zephyr-7b-beta/sft/config_full.yaml:5: attn_implementation ignored: the model package has a single attention implementation (no flash-attention or SDPA kernels)
 }

@@ -71,60 +71,58 @@ func assertPushedOutput(t *testing.T, s *hubtest.Server, repo, branch, out strin
 	assert.Contains(t, parts[2], `pipeline("text-generation", model="`+repo+`"`)
 }
 
+// TestPushToHubStrategies trains the tiny recipe once per hub_strategy. The end row also names
+// the repository and pushes to a branch (the handbook's push_to_hub_revision); in the every_save
+// row the first push during training fails, which loses nothing: training goes on, the
+// checkpoint stays on disk and the final push still delivers the model.
 func TestPushToHubStrategies(t *testing.T) {
 	for _, tc := range []struct {
-		strategy string
+		strategy     string
+		extra        []string
+		repo, branch string
+		failFirst    bool
 		// want are paths the repository must hold besides the output directory's files.
 		want []string
 	}{
-		{"end", nil},
-		{"every_save", nil},
-		{"checkpoint", []string{"last-checkpoint/trainer_state.json", "last-checkpoint/optimizer.safetensors", "last-checkpoint/model.safetensors"}},
-		{"all_checkpoints", []string{"checkpoint-2/trainer_state.json", "checkpoint-2/model.safetensors"}},
+		{strategy: "end", extra: []string{"--hub_model_id=tiny-demo", "--push_to_hub_revision=true", "--hub_model_revision=v1.0"},
+			repo: "alice/tiny-demo", branch: "v1.0"},
+		{strategy: "every_save", failFirst: true},
+		{strategy: "checkpoint", want: []string{"last-checkpoint/trainer_state.json", "last-checkpoint/optimizer.safetensors", "last-checkpoint/model.safetensors"}},
+		{strategy: "all_checkpoints", want: []string{"checkpoint-2/trainer_state.json", "checkpoint-2/model.safetensors"}},
 	} {
 		t.Run(tc.strategy, func(t *testing.T) {
 			s := hubtest.Start(t, "alice", "hf_alice")
-			out, res := tinyPushRun(t, "--hub_strategy="+tc.strategy, "--hub_private_repo=true")
+			if tc.repo == "" {
+				tc.repo, tc.branch = "alice/tiny-sft", "main" // output_dir's name under the token's user
+			}
+			if tc.failFirst {
+				s.Fail(http.MethodPost, "/commit/main", http.StatusInternalServerError, 1, "")
+			}
+			out, res := tinyPushRun(t, append([]string{"--hub_strategy=" + tc.strategy, "--hub_private_repo=true"}, tc.extra...)...)
 			assert.Equal(t, 4, res.Train.GlobalStep)
-			repo := "alice/tiny-sft" // output_dir's name under the token's user
-			assert.True(t, s.Private(repo))
-			assertPushedOutput(t, s, repo, "main", out, tc.strategy == "all_checkpoints")
-			log := s.Log(repo, "main")
+			assert.FileExists(t, filepath.Join(out, "checkpoint-4", "trainer_state.json"))
+			assert.True(t, s.Private(tc.repo))
+			assertPushedOutput(t, s, tc.repo, tc.branch, out, tc.strategy == "all_checkpoints")
+			log := s.Log(tc.repo, tc.branch)
 			assert.Equal(t, "End of training", log[len(log)-1])
 			progress := slices.IndexFunc(log, func(m string) bool { return strings.HasPrefix(m, "Training in progress, step ") })
-			if tc.strategy == "end" {
+			switch {
+			case tc.strategy == "end":
 				assert.Equal(t, -1, progress, "hub_strategy end pushes once: %v", log)
-			} else {
+				assert.NotContains(t, s.Files(tc.repo, "main"), "model.safetensors", "main is untouched")
+			case !tc.failFirst:
 				assert.GreaterOrEqual(t, progress, 0, "a save was pushed during training: %v", log)
 			}
 			if strings.Contains(tc.strategy, "checkpoint") {
 				assert.True(t, slices.ContainsFunc(log, func(m string) bool { return strings.HasSuffix(m, ", checkpoint") }), "%v", log)
 			}
-			files := s.Files(repo, "main")
+			files := s.Files(tc.repo, tc.branch)
 			for _, name := range tc.want {
 				assert.Contains(t, files, name)
 			}
 			assert.NoDirExists(t, filepath.Join(out, "_hub_push"), "staging is cleaned up")
 		})
 	}
-}
-
-func TestPushToHubRevisionAndModelID(t *testing.T) {
-	s := hubtest.Start(t, "alice", "hf_alice")
-	out, _ := tinyPushRun(t, "--hub_strategy=end", "--hub_model_id=tiny-demo", "--push_to_hub_revision=true", "--hub_model_revision=v1.0")
-	assertPushedOutput(t, s, "alice/tiny-demo", "v1.0", out, false)
-	assert.NotContains(t, s.Files("alice/tiny-demo", "main"), "model.safetensors", "main is untouched")
-}
-
-// A push that fails during training loses nothing: training goes on, the checkpoint stays on
-// disk and the final push still delivers the model.
-func TestFailedPushDuringTrainingKeepsTheCheckpoint(t *testing.T) {
-	s := hubtest.Start(t, "alice", "hf_alice")
-	s.Fail(http.MethodPost, "/commit/main", http.StatusInternalServerError, 1, "")
-	out, res := tinyPushRun(t, "--hub_strategy=every_save")
-	assert.Equal(t, 4, res.Train.GlobalStep)
-	assert.FileExists(t, filepath.Join(out, "checkpoint-4", "trainer_state.json"))
-	assertPushedOutput(t, s, "alice/tiny-sft", "main", out, false)
 }
 
 func TestPushToHubErrorsBeforeTraining(t *testing.T) {
