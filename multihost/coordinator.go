@@ -29,9 +29,10 @@ type coordinator struct {
 }
 
 type peer struct {
-	host     string
-	lastSeen time.Time
-	left     bool
+	host         string
+	lastSeen     time.Time
+	left         bool
+	disconnected bool
 }
 
 func serveCoordinator(addr string, nodes int, heartbeatTimeout time.Duration) (*coordinator, error) {
@@ -56,24 +57,46 @@ func (c *coordinator) accept() {
 	}
 }
 
-// serve runs one connection's rpc session; when the connection ends, a rank that joined on it
-// and has not left is lost.
+// serve runs one connection's rpc session. The connection's end is noticed when a read fails,
+// not when ServeConn returns (which first waits for the calls in flight, such as Watch).
 func (c *coordinator) serve(conn net.Conn) {
-	s := &session{c: c, rank: -1, remote: conn.RemoteAddr().String()}
+	s := &session{c: c, rank: -1}
 	srv := rpc.NewServer()
 	if err := srv.RegisterName(wire.Service, s); err != nil {
 		conn.Close()
 		return
 	}
-	srv.ServeConn(conn)
-	if s.rank < 0 {
-		return
-	}
+	srv.ServeConn(&closeNotifier{Conn: conn, onClose: func() { c.disconnected(s) }})
+}
+
+// disconnected records that a session's connection ended: a rank that had not left is lost.
+func (c *coordinator) disconnected(s *session) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if p := c.ranks[s.rank]; p != nil && !p.left {
+	p := c.ranks[s.rank]
+	if p == nil {
+		return
+	}
+	p.disconnected = true
+	if !p.left {
 		c.failLocked(s.rank, fmt.Sprintf("rank %d (%s) is lost: its connection to the coordinator closed before it left the job (the process died or was killed)", s.rank, p.host))
 	}
+	c.broadcastLocked()
+}
+
+// closeNotifier calls onClose once, at the first failed read.
+type closeNotifier struct {
+	net.Conn
+	once    sync.Once
+	onClose func()
+}
+
+func (n *closeNotifier) Read(b []byte) (int, error) {
+	k, err := n.Conn.Read(b)
+	if err != nil {
+		n.once.Do(n.onClose)
+	}
+	return k, err
 }
 
 // broadcastLocked wakes every waiter; c.mu must be held.
@@ -153,9 +176,11 @@ func (c *coordinator) failureErr() error {
 func (c *coordinator) waitAllLeft(deadline time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// A rank is done once it has left and, except rank 0 itself, closed its connection: it
+	// has then read the reply to its Leave.
 	allLeft := func() bool {
 		for r := 0; r < c.nodes; r++ {
-			if p := c.ranks[r]; p != nil && !p.left {
+			if p := c.ranks[r]; p != nil && (!p.left || (r != 0 && !p.disconnected)) {
 				return false
 			}
 		}
@@ -182,9 +207,8 @@ func (c *coordinator) close() { c.ln.Close() }
 
 // session is one connection's rpc receiver.
 type session struct {
-	c      *coordinator
-	rank   int
-	remote string
+	c    *coordinator
+	rank int // set by Join, under c.mu
 }
 
 // Join registers the connection's rank and waits until every rank has joined.
