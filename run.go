@@ -278,6 +278,10 @@ func placementFor(b compute.Backend, r *Recipe, log *slog.Logger) (*zero.Strateg
 	if s.Devices <= 1 {
 		return nil, nil
 	}
+	if s.Nodes > 1 {
+		return nil, fmt.Errorf("%s: --config_file %s: num_machines %d: multi-host training does not run yet: go-xla v0.4.13 runs an SPMD program over one process's devices only; see docs/MULTINODE.md for what works (rendezvous, distributed client creation) and what is missing",
+			r.Path, r.Accelerate.Path, s.Nodes)
+	}
 	if n := b.NumDevices(); n < s.Devices {
 		return nil, fmt.Errorf("%s: --config_file %s asks for %d processes but backend %s has %d device(s); "+
 			"install the XLA CPU plugin (tools/install-xla-cpu.sh) and set GOMLX_BACKEND=xla:<plugin path>",

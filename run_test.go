@@ -76,6 +76,7 @@ func TestRunErrors(t *testing.T) {
 	}{
 		{"missing model", []string{"--model_name_or_path=/nonexistent/model"}, "is neither a local directory nor a Hub repository id"},
 		{"missing dataset", []string{`--dataset_mixture={"datasets":[{"id":"/nonexistent/data","split":"train"}]}`}, "/nonexistent/data"},
+		{"two machines", []string{"--config_file=zero/testdata/made_zero3_two_machines.yaml"}, "num_machines 2: multi-host training does not run yet"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, err := LoadRecipe(tinyRecipe, TaskSFT, append(tc.overrides, "--output_dir="+t.TempDir()))

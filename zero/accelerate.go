@@ -30,13 +30,14 @@ type accelerateConfig struct {
 //   - distributed_type NO / MULTI_GPU / MULTI_CPU → stage 0 (data parallel);
 //   - DEEPSPEED → deepspeed_config.zero_stage (or zero_optimization.stage of a
 //     deepspeed_config_file JSON);
-//   - FSDP → fsdp_sharding_strategy FULL_SHARD (or HYBRID_SHARD) → 3, SHARD_GRAD_OP (or
-//     _HYBRID_SHARD_ZERO2) → 2, NO_SHARD → 0; FSDP2's fsdp_reshard_after_forward true → 3, false → 2;
-//   - num_processes (accelerate's total over machines) → Devices.
+//   - FSDP → fsdp_sharding_strategy FULL_SHARD → 3, SHARD_GRAD_OP → 2, NO_SHARD → 0, and the
+//     hybrid HYBRID_SHARD → 3 and _HYBRID_SHARD_ZERO2 → 2 with Hybrid set (partitioned within a
+//     node, replicated across nodes); FSDP2's fsdp_reshard_after_forward true → 3, false → 2;
+//   - num_processes (accelerate's total over machines) → Devices, num_machines → Nodes.
 //
 // Settings that cannot be honoured are errors when ignoring them would change what fits in memory
-// (CPU/NVMe offload of parameters or optimizer state) and warnings otherwise (several machines,
-// hybrid sharding, use_cpu).
+// (CPU/NVMe offload of parameters or optimizer state) and warnings otherwise (hybrid sharding on
+// one machine, use_cpu).
 func FromAccelerateConfig(path string) (Strategy, []string, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -52,8 +53,7 @@ func FromAccelerateConfig(path string) (Strategy, []string, error) {
 		s.Devices = *cfg.NumProcesses
 	}
 	if cfg.NumMachines > 1 {
-		warnings = append(warnings, fmt.Sprintf("num_machines: %d: multi-node runs are not implemented (docs/MULTINODE.md); the %d processes are taken as %d devices of one host",
-			cfg.NumMachines, s.Devices, s.Devices))
+		s.Nodes = cfg.NumMachines
 	}
 	if cfg.UseCPU {
 		warnings = append(warnings, "use_cpu: true is ignored: the backend (GOMLX_BACKEND) decides where the run goes")
@@ -69,11 +69,15 @@ func FromAccelerateConfig(path string) (Strategy, []string, error) {
 		}
 		s.Stage, warnings = stage, append(warnings, w...)
 	case "FSDP":
-		stage, w, err := fsdpStage(cfg.FSDP)
+		stage, hybrid, err := fsdpStage(cfg.FSDP)
 		if err != nil {
 			return Strategy{}, nil, fmt.Errorf("zero: accelerate config %s: %w", path, err)
 		}
-		s.Stage, warnings = stage, append(warnings, w...)
+		s.Stage, s.Hybrid = stage, hybrid
+		if hybrid && s.Nodes <= 1 {
+			warnings = append(warnings, fmt.Sprintf("fsdp_sharding_strategy %v shards within a node and replicates across nodes; on one machine it is stage %d over every device",
+				cfg.FSDP["fsdp_sharding_strategy"], stage))
+		}
 	default:
 		return Strategy{}, nil, fmt.Errorf("zero: accelerate config %s: distributed_type %q is not supported (NO, MULTI_GPU, DEEPSPEED or FSDP)", path, cfg.DistributedType)
 	}
@@ -146,37 +150,35 @@ func deepSpeedJSON(file string) (Stage, []string, error) {
 	return stage, nil, nil
 }
 
-func fsdpStage(f map[string]any) (Stage, []string, error) {
-	var warnings []string
+// fsdpStage maps fsdp_config onto a stage, and whether it is one of the hybrid strategies.
+func fsdpStage(f map[string]any) (Stage, bool, error) {
 	if v, ok := f["fsdp_offload_params"]; ok && isTrue(v) {
-		return 0, nil, offloadError("fsdp_config.fsdp_offload_params", v)
+		return 0, false, offloadError("fsdp_config.fsdp_offload_params", v)
 	}
 	if v, ok := f["fsdp_reshard_after_forward"]; ok { // FSDP2 spells the strategy as a boolean
 		if isTrue(v) {
-			return Stage3, nil, nil
+			return Stage3, false, nil
 		}
-		return Stage2, nil, nil
+		return Stage2, false, nil
 	}
 	v, ok := f["fsdp_sharding_strategy"]
 	if !ok {
-		return Stage3, nil, nil // accelerate's default is FULL_SHARD
+		return Stage3, false, nil // accelerate's default is FULL_SHARD
 	}
 	// accelerate accepts the names and torch's enum numbers (1 = FULL_SHARD …).
 	switch strings.ToUpper(strings.TrimSpace(fmt.Sprint(v))) {
 	case "FULL_SHARD", "1":
-		return Stage3, nil, nil
+		return Stage3, false, nil
 	case "SHARD_GRAD_OP", "2":
-		return Stage2, nil, nil
+		return Stage2, false, nil
 	case "NO_SHARD", "3":
-		return Stage0, nil, nil
+		return Stage0, false, nil
 	case "HYBRID_SHARD", "4":
-		warnings = append(warnings, "fsdp_sharding_strategy HYBRID_SHARD shards within a node and replicates across nodes; on one host it is FULL_SHARD (stage 3)")
-		return Stage3, warnings, nil
+		return Stage3, true, nil
 	case "_HYBRID_SHARD_ZERO2", "5":
-		warnings = append(warnings, "fsdp_sharding_strategy _HYBRID_SHARD_ZERO2 is SHARD_GRAD_OP (stage 2) on one host")
-		return Stage2, warnings, nil
+		return Stage2, true, nil
 	}
-	return 0, nil, fmt.Errorf("fsdp_config.fsdp_sharding_strategy %q is not one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD", fmt.Sprint(v))
+	return 0, false, fmt.Errorf("fsdp_config.fsdp_sharding_strategy %q is not one of FULL_SHARD, SHARD_GRAD_OP, NO_SHARD, HYBRID_SHARD, _HYBRID_SHARD_ZERO2", fmt.Sprint(v))
 }
 
 func isNone(v any) bool {

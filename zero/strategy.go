@@ -26,12 +26,19 @@ const (
 const DataAxis = "data"
 
 // Strategy places a training run's tensors over Devices devices for a ZeRO stage. It implements
-// train.Placement: the batch is split on its first axis over the data axis; a partitioned tensor is
-// split on its first axis whose size the device count divides, and stays replicated when none does
-// (norm weights of odd sizes, scalars), which is what keeps a partition's bytes near 1/N of the whole.
+// train.Placement: the batch is split on its first axis over every device; a partitioned tensor is
+// split on its first axis whose size the partition group divides, and stays replicated when none
+// does (norm weights of odd sizes, scalars), which is what keeps a partition's bytes near 1/N of
+// the whole.
 type Strategy struct {
 	Stage   Stage
-	Devices int
+	Devices int // all devices of the job (accelerate's num_processes)
+	// Nodes is how many hosts the devices span (accelerate's num_machines); 0 or 1 is one host.
+	// With several, the mesh is ("node", "local"), Nodes × Devices/Nodes (see hosts.go).
+	Nodes int
+	// Hybrid partitions within a node and replicates across nodes (FSDP's HYBRID_SHARD and
+	// _HYBRID_SHARD_ZERO2); otherwise a partition spans every device (DeepSpeed's default).
+	Hybrid bool
 
 	mesh *distributed.DeviceMesh
 }
@@ -44,7 +51,7 @@ func (s *Strategy) Validate() error {
 	if s.Devices < 1 {
 		return fmt.Errorf("zero: the device count must be at least 1, got %d", s.Devices)
 	}
-	return nil
+	return s.validateNodes()
 }
 
 // CheckBatch reports a global batch size that the device count does not divide: every device
@@ -60,8 +67,8 @@ func (s *Strategy) CheckBatch(batchSize int) error {
 	return nil
 }
 
-// Mesh is the one-axis device mesh ("data") of all the strategy's devices; nil when the strategy
-// is invalid.
+// Mesh is the device mesh of all the strategy's devices: one axis ("data") on one host,
+// ("node", "local") over several; nil when the strategy is invalid.
 func (s *Strategy) Mesh() *distributed.DeviceMesh {
 	if s.mesh != nil {
 		return s.mesh
@@ -69,7 +76,8 @@ func (s *Strategy) Mesh() *distributed.DeviceMesh {
 	if s.Validate() != nil {
 		return nil
 	}
-	m, err := distributed.NewDeviceMesh([]int{s.Devices}, []string{DataAxis})
+	sizes, names := s.meshAxes()
+	m, err := distributed.NewDeviceMesh(sizes, names)
 	if err != nil {
 		return nil
 	}
@@ -92,22 +100,25 @@ func (s *Strategy) StateSpec(shape shapes.Shape) *distributed.ShardingSpec {
 	return s.partitioned(s.Stage >= Stage1, shape)
 }
 
-// BatchSpec implements train.Placement: the first (batch) axis is split over the data axis.
+// BatchSpec implements train.Placement: the first (batch) axis is split over every device.
 func (s *Strategy) BatchSpec(shape shapes.Shape) *distributed.ShardingSpec {
 	if s.Devices <= 1 || shape.Rank() == 0 || shape.Dim(0)%s.Devices != 0 {
 		return nil
 	}
-	return s.splitAxis(0, shape.Rank())
+	_, names := s.meshAxes()
+	return s.splitAxis(0, shape.Rank(), names)
 }
 
-// PartitionAxis is the axis a partitioned tensor of this shape is split on, or -1 when the device
-// count divides none of its axes (the tensor then stays replicated).
+// PartitionAxis is the axis a partitioned tensor of this shape is split on, or -1 when the
+// partition group's size (every device, or a node's devices when Hybrid) divides none of its axes
+// (the tensor then stays replicated).
 func (s *Strategy) PartitionAxis(shape shapes.Shape) int {
-	if s.Devices <= 1 {
+	group, _ := s.partitionGroup()
+	if group <= 1 {
 		return -1
 	}
 	for axis, dim := range shape.Dimensions {
-		if dim%s.Devices == 0 {
+		if dim%group == 0 {
 			return axis
 		}
 	}
@@ -122,16 +133,18 @@ func (s *Strategy) partitioned(on bool, shape shapes.Shape) *distributed.Shardin
 	if axis < 0 {
 		return nil
 	}
-	return s.splitAxis(axis, shape.Rank())
+	_, meshAxes := s.partitionGroup()
+	return s.splitAxis(axis, shape.Rank(), meshAxes)
 }
 
-func (s *Strategy) splitAxis(axis, rank int) *distributed.ShardingSpec {
+// splitAxis splits a tensor's axis over the given mesh axes and replicates it over the others.
+func (s *Strategy) splitAxis(axis, rank int, meshAxes []string) *distributed.ShardingSpec {
 	mesh := s.Mesh()
 	if mesh == nil {
 		return nil
 	}
 	axes := make([]distributed.AxisSpec, rank)
-	axes[axis] = distributed.AxisSpec{DataAxis}
+	axes[axis] = meshAxes
 	spec, err := distributed.NewShardingSpec(mesh, axes...)
 	if err != nil {
 		return nil
