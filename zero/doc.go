@@ -1,12 +1,14 @@
 // Package zero places a training run over a mesh of devices the way DeepSpeed's ZeRO stages do,
 // on XLA's SPMD partitioner, and estimates the memory each device needs.
 //
-//   - [Strategy] {Stage, Devices} says what is partitioned over the devices' one "data" axis:
+//   - [Strategy] {Stage, Devices} says what is partitioned over the devices' "data" axis:
 //     stage 0 is data parallelism (parameters, gradients and optimizer state replicated, gradients
 //     all-reduced), 1 partitions the optimizer state, 2 also the gradients (reduce-scattered), 3
 //     also the parameters (gathered where used). The batch is always split on its first axis. It
 //     implements train.Placement; train.ShardedStep runs the engine's optimizer step with it, and
-//     XLA (Shardy) inserts the collectives, so a run gives one device's losses.
+//     XLA (Shardy) inserts the collectives, so a run gives one device's losses. Over several
+//     hosts (Nodes) the mesh is ("node", "local"); Hybrid partitions within a node only (FSDP
+//     HYBRID_SHARD), see docs/MULTINODE.md.
 //   - [FromAccelerateConfig] reads the handbook's accelerate configs (DeepSpeed, FSDP, DDP) into a
 //     Strategy; offload to host memory is refused with an explanation.
 //   - [Estimate] gives per-device bytes of parameters, gradients, optimizer state and activations
