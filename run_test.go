@@ -14,9 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"handbook/backend"
+	"handbook/internal/testenv"
 	"handbook/model"
 	"handbook/train"
-	"handbook/zero"
 )
 
 const tinyRecipe = "recipes/tiny/sft/config_full.yaml"
@@ -187,15 +187,7 @@ func TestRunLoRARecipes(t *testing.T) {
 // (ZeRO stage 1) on the XLA CPU plugin's devices, and without one on a single device with the same
 // global batch: every step's loss agrees.
 func TestRunConfigFileShardsTheRun(t *testing.T) {
-	plugin, ok := zero.XLACPUPlugin()
-	if !ok {
-		msg := "XLA CPU PJRT plugin not found; install it with tools/install-xla-cpu.sh"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	t.Setenv("GOMLX_BACKEND", "xla:"+plugin)
+	t.Setenv("GOMLX_BACKEND", "xla:"+testenv.XLACPUPlugin(t))
 	losses := func(overrides ...string) []float64 {
 		out := t.TempDir()
 		r, err := LoadRecipe(tinyRecipe, TaskSFT, append(overrides, "--max_steps=3", "--logging_steps=1",

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -12,17 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"handbook/internal/testenv"
 	"handbook/multihost"
 )
-
-// freePort returns a localhost TCP port nobody listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
 
 func world(nodes, rank, port int) multihost.World {
 	return multihost.World{Nodes: nodes, Rank: rank, Coordinator: fmt.Sprintf("127.0.0.1:%d", port)}
@@ -31,7 +22,7 @@ func world(nodes, rank, port int) multihost.World {
 // joinAll joins ranks 0..nodes-1 concurrently and returns the members in rank order.
 func joinAll(t *testing.T, nodes int, opts multihost.Options) []*multihost.Member {
 	t.Helper()
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	members := make([]*multihost.Member, nodes)
 	errs := make([]error, nodes)
 	var wg sync.WaitGroup
@@ -98,7 +89,7 @@ func TestKeyValueStore(t *testing.T) {
 
 func TestJoinErrors(t *testing.T) {
 	t.Run("a rank never arrives", func(t *testing.T) {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		start := time.Now()
 		_, err := multihost.Join(context.Background(), world(3, 0, port), multihost.Options{JoinTimeout: 300 * time.Millisecond})
 		require.Error(t, err)
@@ -107,14 +98,14 @@ func TestJoinErrors(t *testing.T) {
 		assert.Less(t, time.Since(start), 3*time.Second)
 	})
 	t.Run("no coordinator", func(t *testing.T) {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		_, err := multihost.Join(context.Background(), world(2, 1, port), multihost.Options{JoinTimeout: 300 * time.Millisecond})
 		require.Error(t, err)
 		assert.Contains(t, err.Error(), fmt.Sprintf("rank 1 could not reach the coordinator (rank 0) at 127.0.0.1:%d within 300ms", port))
 		assert.Contains(t, err.Error(), "connection refused")
 	})
 	t.Run("rank given twice and disagreeing num_machines", func(t *testing.T) {
-		port := freePort(t)
+		port := testenv.FreePort(t)
 		opts := multihost.Options{JoinTimeout: time.Second}
 		waiting := make(chan error, 2)
 		for _, r := range []int{0, 1} { // they wait for rank 2, which never comes

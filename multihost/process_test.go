@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"handbook/internal/testenv"
 	"handbook/multihost"
 )
 
@@ -131,7 +132,7 @@ func (p *rankProcess) exit(t *testing.T, limit time.Duration) (int, time.Duratio
 
 // TestTwoProcessesExchange: two processes rendezvous on localhost and each reads the other's key.
 func TestTwoProcessesExchange(t *testing.T) {
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	ranks := []*rankProcess{startRank(t, "exchange", 0, 2, port, time.Minute), startRank(t, "exchange", 1, 2, port, time.Minute)}
 	for r, p := range ranks {
 		out, err := io.ReadAll(p.stdout)
@@ -159,7 +160,7 @@ func TestLostProcessEndsTheOthers(t *testing.T) {
 		{"SIGSTOP rank 0", 0, syscall.SIGSTOP, []string{"rank 1 ends: multi-host job failed: rank 0 (the coordinator at 127.0.0.1:", "did not answer a heartbeat within 1.5s"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			port := freePort(t)
+			port := testenv.FreePort(t)
 			ranks := []*rankProcess{startRank(t, "wait", 0, 2, port, heartbeat), startRank(t, "wait", 1, 2, port, heartbeat)}
 			for _, p := range ranks {
 				p.waitLine(t, "joined")

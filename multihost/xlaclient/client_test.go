@@ -3,7 +3,6 @@ package xlaclient_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,25 +16,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"handbook/internal/testenv"
 	"handbook/multihost"
 	"handbook/multihost/xlaclient"
-	"handbook/zero"
 )
-
-// cpuPlugin returns the XLA CPU plugin's path; without it the test fails when CI=true (CI
-// installs it) and is skipped otherwise.
-func cpuPlugin(t *testing.T) string {
-	t.Helper()
-	path, ok := zero.XLACPUPlugin()
-	if !ok {
-		msg := "XLA CPU PJRT plugin not found; install it with tools/install-xla-cpu.sh (or set HANDBOOK_XLA_CPU_PLUGIN)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return path
-}
 
 // countingStore is an in-memory Store that counts PJRT's calls.
 type countingStore struct {
@@ -78,7 +62,7 @@ func (s *countingStore) TryGet(k string) ([]byte, bool, error) {
 // client (Gloo/MPI), which the C API does not reach.
 func TestCPUPluginIgnoresDistributedOptions(t *testing.T) {
 	store := &countingStore{kv: map[string][]byte{}}
-	client, err := xlaclient.NewClient(xlaclient.Config{Plugin: cpuPlugin(t), NodeID: 1, NumNodes: 2, Store: store,
+	client, err := xlaclient.NewClient(xlaclient.Config{Plugin: testenv.XLACPUPlugin(t), NodeID: 1, NumNodes: 2, Store: store,
 		Options: pjrt.NamedValuesMap{"cpu_device_count": int64(2)}})
 	require.NoError(t, err)
 	defer client.Destroy()
@@ -96,7 +80,7 @@ func TestCPUPluginIgnoresDistributedOptions(t *testing.T) {
 	t.Logf("CPU plugin as node 1 of 2: process index %d, %d devices (%d addressable), %d key-value calls",
 		client.ProcessIndex(), len(all), len(client.AddressableDevices()), len(store.calls))
 
-	_, err = xlaclient.NewClient(xlaclient.Config{Plugin: cpuPlugin(t), NodeID: 0, NumNodes: 1, Store: store})
+	_, err = xlaclient.NewClient(xlaclient.Config{Plugin: testenv.XLACPUPlugin(t), NodeID: 0, NumNodes: 1, Store: store})
 	assert.ErrorContains(t, err, "already created its distributed client")
 }
 
@@ -113,14 +97,6 @@ func fakePlugin(t *testing.T) string {
 	msg, err := cmd.CombinedOutput()
 	require.NoError(t, err, "building the fake plugin: %s", msg)
 	return out
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // TestHelperProcess is one rank of TestKeyValueCallbacksAcrossProcesses: join the rendezvous,
@@ -154,14 +130,14 @@ func TestHelperProcess(t *testing.T) {
 
 func runHelpers(t *testing.T, plugin string, nodes int, extraEnv ...string) (stdout, stderr, reports []string, codes []int) {
 	t.Helper()
-	port, dir := freePort(t), t.TempDir()
+	port, dir := testenv.FreePort(t), t.TempDir()
 	cmds := make([]*exec.Cmd, nodes)
 	outs, errs := make([]strings.Builder, nodes), make([]strings.Builder, nodes)
 	for r := range nodes {
 		cmds[r] = exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
 		cmds[r].Env = append(append(os.Environ(), "XLACLIENT_HELPER=1", "HELPER_PLUGIN="+plugin,
 			fmt.Sprintf("HELPER_RANK=%d", r), fmt.Sprintf("HELPER_NODES=%d", nodes), fmt.Sprintf("HELPER_PORT=%d", port),
-			"FAKE_PJRT_REAL="+cpuPlugin(t), "FAKE_PJRT_REPORT="+filepath.Join(dir, fmt.Sprintf("report%d", r))), extraEnv...)
+			"FAKE_PJRT_REAL="+testenv.XLACPUPlugin(t), "FAKE_PJRT_REPORT="+filepath.Join(dir, fmt.Sprintf("report%d", r))), extraEnv...)
 		cmds[r].Stdout, cmds[r].Stderr = &outs[r], &errs[r]
 		require.NoError(t, cmds[r].Start())
 	}
