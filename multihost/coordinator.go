@@ -19,6 +19,7 @@ type coordinator struct {
 	nodes            int
 	heartbeatTimeout time.Duration
 	ln               net.Listener
+	stopped          chan struct{} // closed when rank 0 stops serving
 
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every change: the waiters' broadcast
@@ -40,7 +41,7 @@ func serveCoordinator(addr string, nodes int, heartbeatTimeout time.Duration) (*
 	if err != nil {
 		return nil, fmt.Errorf("rank 0 cannot serve the rendezvous on %s: %w", addr, err)
 	}
-	c := &coordinator{nodes: nodes, heartbeatTimeout: heartbeatTimeout, ln: ln,
+	c := &coordinator{nodes: nodes, heartbeatTimeout: heartbeatTimeout, ln: ln, stopped: make(chan struct{}),
 		changed: make(chan struct{}), kv: map[string][]byte{}, ranks: map[int]*peer{}}
 	go c.accept()
 	go c.watchHeartbeats()
@@ -136,8 +137,14 @@ func (c *coordinator) waitLocked(deadline time.Time, cond func() bool) bool {
 
 func (c *coordinator) watchHeartbeats() {
 	tick := max(c.heartbeatTimeout/4, 10*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
 	for {
-		time.Sleep(tick)
+		select {
+		case <-c.stopped:
+			return
+		case <-t.C:
+		}
 		c.mu.Lock()
 		if c.failure != nil || c.finished {
 			c.mu.Unlock()
@@ -203,7 +210,10 @@ func (c *coordinator) waitAllLeft(deadline time.Time) error {
 	return nil
 }
 
-func (c *coordinator) close() { c.ln.Close() }
+func (c *coordinator) close() {
+	close(c.stopped)
+	c.ln.Close()
+}
 
 // session is one connection's rpc receiver.
 type session struct {
