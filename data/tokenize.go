@@ -123,13 +123,14 @@ func (c TokenizeConfig) completionOnly() bool {
 
 // prepared is what every worker shares.
 type prepared struct {
+	ctx    context.Context // stops chat template rendering too
 	cfg    TokenizeConfig
 	tmpl   *tokenizer.ChatTemplate
 	eos    string
 	format Format
 }
 
-func prepare(ds *Dataset, cfg TokenizeConfig, want func(Format) bool) (*prepared, error) {
+func prepare(ctx context.Context, ds *Dataset, cfg TokenizeConfig, want func(Format) bool) (*prepared, error) {
 	if cfg.Tokenizer == nil {
 		return nil, fmt.Errorf("tokenize: no tokenizer")
 	}
@@ -146,7 +147,7 @@ func prepare(ds *Dataset, cfg TokenizeConfig, want func(Format) bool) (*prepared
 	if !want(format) {
 		return nil, fmt.Errorf("%s: %v data does not fit this trainer", ds.Origins[0], format)
 	}
-	p := &prepared{cfg: cfg, format: format}
+	p := &prepared{ctx: ctx, cfg: cfg, format: format}
 	if p.tmpl, err = cfg.template(); err != nil {
 		return nil, err
 	}
@@ -235,7 +236,7 @@ type rowResult[T any] struct {
 // rejects are an error), then drops and counts as collect does.
 func tokenizeRows[T any](ctx context.Context, ds *Dataset, cfg TokenizeConfig, what string, accept func(Format) bool,
 	one func(p *prepared, ex Example) (rowResult[T], error)) ([]T, Stats, error) {
-	p, err := prepare(ds, cfg, accept)
+	p, err := prepare(ctx, ds, cfg, accept)
 	if err != nil {
 		return nil, Stats{}, err
 	}
@@ -305,7 +306,7 @@ func truncate(ids []int32, n int, mode Truncation) []int32 {
 }
 
 func (p *prepared) renderOptions(ex Example, gen bool) tokenizer.RenderOptions {
-	return tokenizer.RenderOptions{AddGenerationPrompt: gen, Tools: ex.Tools, Kwargs: ex.TemplateKwargs}
+	return tokenizer.RenderOptions{Context: p.ctx, AddGenerationPrompt: gen, Tools: ex.Tools, Kwargs: ex.TemplateKwargs}
 }
 
 func (p *prepared) encodeChat(msgs []tokenizer.Message, opts tokenizer.RenderOptions) ([]int32, []int, error) {

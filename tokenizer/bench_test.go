@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ardanlabs/jinja"
 	"github.com/stretchr/testify/require"
 )
 
@@ -67,4 +68,58 @@ func TestLongWordIsNotQuadratic(t *testing.T) {
 	ids, err := tok.Encode(longWord, false)
 	require.NoError(t, err)
 	require.True(t, longWord == tok.Decode(ids, false), "decode(encode(x)) != x for the 14 KB word")
+}
+
+// BenchmarkRenderChatTemplate renders Qwen3's template for a 8-turn
+// conversation guarded (the sandbox) and with the plain jinja library.
+func BenchmarkRenderChatTemplate(b *testing.B) {
+	tmpl, err := loadFixture(b, "qwen3").ChatTemplate("")
+	require.NoError(b, err)
+	msgs := longConversation(8)
+	b.Run("sandboxed", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tmpl.Render(msgs, RenderOptions{AddGenerationPrompt: true}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("plain", func(b *testing.B) {
+		plain, err := jinja.Compile(tmpl.Source)
+		require.NoError(b, err)
+		for b.Loop() {
+			vars, err := tmpl.vars(msgs, RenderOptions{AddGenerationPrompt: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := plain.RenderValues(vars); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+func BenchmarkRenderLongConversation(b *testing.B) {
+	tmpl, err := loadFixture(b, "qwen3").ChatTemplate("")
+	require.NoError(b, err)
+	msgs := longConversation(2000)
+	b.Run("sandboxed", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := tmpl.Render(msgs, RenderOptions{AddGenerationPrompt: true}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("plain", func(b *testing.B) {
+		plain, err := jinja.Compile(tmpl.Source)
+		require.NoError(b, err)
+		for b.Loop() {
+			vars, err := tmpl.vars(msgs, RenderOptions{AddGenerationPrompt: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := plain.RenderValues(vars); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -2,12 +2,15 @@ package tokenizer
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
 
 	"github.com/ardanlabs/jinja"
+
+	"handbook/tokenizer/internal/sandbox"
 )
 
 // DefaultChatTemplate is the alignment-handbook's DEFAULT_CHAT_TEMPLATE (zephyr),
@@ -59,6 +62,8 @@ func (m Message) MarshalJSON() ([]byte, error) {
 
 // RenderOptions are the template variables besides messages and the special tokens.
 type RenderOptions struct {
+	// Context cancels a rendering in progress; nil never cancels.
+	Context             context.Context
 	AddGenerationPrompt bool
 	// Tools and Documents are JSON lists (nil: the template sees none).
 	Tools, Documents json.RawMessage
@@ -68,13 +73,46 @@ type RenderOptions struct {
 }
 
 // ChatTemplate is a compiled Jinja chat template, rendered like transformers'
-// apply_chat_template.
+// apply_chat_template. A template comes with the model, so it is untrusted:
+// rendering runs within Budget (see TemplateBudget) and honours
+// RenderOptions.Context.
 type ChatTemplate struct {
 	// Source is the template text as written.
-	Source   string
-	compiled *jinja.Template
+	Source string
+	// Budget bounds each rendering; zero fields take DefaultTemplateBudget's values.
+	Budget   TemplateBudget
+	compiled *sandbox.Template
 	specials map[string]string
 }
+
+// TemplateBudget bounds one rendering of a chat template, as Python's sandboxed
+// Jinja bounds range() (and its recursion limit bounds macros). Each overrun is
+// an error naming the template and the field.
+type TemplateBudget struct {
+	// MaxRange is the most items one range() may produce (Python's MAX_RANGE).
+	MaxRange int
+	// MaxDepth bounds nested macro, caller() and recursive-loop calls and the
+	// nesting of any value printed or compared.
+	MaxDepth int
+	// MaxOutput is the most bytes of text one rendering may produce.
+	MaxOutput int64
+	// MaxMemory is the most bytes of strings, lists and dicts the template's
+	// expressions may build in one rendering.
+	MaxMemory int64
+	// MaxSteps bounds the work: a step per loop iteration, call, filter, test and
+	// operator, plus one per 4 KiB of text scanned.
+	MaxSteps int64
+}
+
+// DefaultTemplateBudget is far above what real chat templates need for
+// conversations of thousands of turns, and stops hostile ones within seconds.
+func DefaultTemplateBudget() TemplateBudget {
+	b := sandbox.DefaultBudget()
+	return TemplateBudget{MaxRange: b.MaxRange, MaxDepth: b.MaxDepth, MaxOutput: b.MaxOutput, MaxMemory: b.MaxMemory, MaxSteps: b.MaxSteps}
+}
+
+// TemplateBudgetError is a rendering stopped by its budget.
+type TemplateBudgetError = sandbox.BudgetError
 
 // generationTag matches {% generation %} and {% endgeneration %}, transformers'
 // extension for marking assistant text.
@@ -90,8 +128,13 @@ const (
 // CompileChatTemplate compiles source; specials (bos_token, eos_token, …) become
 // template variables.
 func CompileChatTemplate(source string, specials map[string]string) (*ChatTemplate, error) {
+	return compileChatTemplate("chat template", source, specials)
+}
+
+// compileChatTemplate compiles source; name says which template it is in errors.
+func compileChatTemplate(name, source string, specials map[string]string) (*ChatTemplate, error) {
 	if strings.Contains(source, generationStart) || strings.Contains(source, generationEnd) {
-		return nil, fmt.Errorf("chat template: contains reserved marker text")
+		return nil, fmt.Errorf("%s: contains reserved marker text", name)
 	}
 	rewritten := generationTag.ReplaceAllStringFunc(source, func(tag string) string {
 		m := generationTag.FindStringSubmatch(tag)
@@ -101,9 +144,9 @@ func CompileChatTemplate(source string, specials map[string]string) (*ChatTempla
 		}
 		return "{%" + m[1] + " if true %}{{ '" + marker + "' }}{% endif " + m[3] + "%}"
 	})
-	compiled, err := jinja.Compile(rewritten)
+	compiled, err := sandbox.Compile(name, rewritten)
 	if err != nil {
-		return nil, fmt.Errorf("chat template: %w", err)
+		return nil, err
 	}
 	return &ChatTemplate{Source: source, compiled: compiled, specials: specials}, nil
 }
@@ -121,11 +164,7 @@ func (t *Tokenizer) ChatTemplate(name string) (*ChatTemplate, error) {
 	if !ok {
 		return nil, fmt.Errorf("tokenizer_config.json chat_template: no template named %q", name)
 	}
-	tmpl, err := CompileChatTemplate(source, t.specialTokenVars())
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer_config.json chat_template %q: %w", name, err)
-	}
-	return tmpl, nil
+	return compileChatTemplate(fmt.Sprintf("chat template %q", name), source, t.specialTokenVars())
 }
 
 // WithChatTemplate compiles source against this tokenizer's special tokens.
@@ -171,6 +210,21 @@ func (c *ChatTemplate) Render(messages []Message, opts RenderOptions) (string, e
 // RenderWithSpans renders and also returns the byte ranges of the text produced
 // inside {% generation %} blocks (the assistant's turns).
 func (c *ChatTemplate) RenderWithSpans(messages []Message, opts RenderOptions) (string, [][2]int, error) {
+	vars, err := c.vars(messages, opts)
+	if err != nil {
+		return "", nil, err
+	}
+	b := c.Budget
+	out, err := c.compiled.Render(opts.Context, vars, sandbox.Budget{MaxRange: b.MaxRange, MaxDepth: b.MaxDepth,
+		MaxOutput: b.MaxOutput, MaxMemory: b.MaxMemory, MaxSteps: b.MaxSteps})
+	if err != nil {
+		return "", nil, err
+	}
+	return extractGenerationSpans(out)
+}
+
+// vars are the template variables of one rendering, as apply_chat_template sets them.
+func (c *ChatTemplate) vars(messages []Message, opts RenderOptions) (map[string]jinja.Value, error) {
 	vars := map[string]jinja.Value{
 		"add_generation_prompt": jinja.NewBool(opts.AddGenerationPrompt),
 		"tools":                 jinja.None(),
@@ -183,10 +237,10 @@ func (c *ChatTemplate) RenderWithSpans(messages []Message, opts RenderOptions) (
 	for i, m := range messages {
 		data, err := m.MarshalJSON()
 		if err != nil {
-			return "", nil, fmt.Errorf("messages[%d]: %w", i, err)
+			return nil, fmt.Errorf("messages[%d]: %w", i, err)
 		}
 		if msgs[i], err = jsonToValue(data); err != nil {
-			return "", nil, fmt.Errorf("messages[%d]: %w", i, err)
+			return nil, fmt.Errorf("messages[%d]: %w", i, err)
 		}
 	}
 	vars["messages"] = jinja.NewList(msgs)
@@ -196,7 +250,7 @@ func (c *ChatTemplate) RenderWithSpans(messages []Message, opts RenderOptions) (
 		}
 		v, err := jsonToValue(raw)
 		if err != nil {
-			return "", nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		vars[name] = v
 	}
@@ -204,18 +258,14 @@ func (c *ChatTemplate) RenderWithSpans(messages []Message, opts RenderOptions) (
 		if raw, ok := v.(json.RawMessage); ok {
 			val, err := jsonToValue(raw)
 			if err != nil {
-				return "", nil, fmt.Errorf("kwarg %s: %w", k, err)
+				return nil, fmt.Errorf("kwarg %s: %w", k, err)
 			}
 			vars[k] = val
 			continue
 		}
 		vars[k] = jinja.FromGoValue(v)
 	}
-	out, err := c.compiled.RenderValues(vars)
-	if err != nil {
-		return "", nil, fmt.Errorf("chat template: %w", err)
-	}
-	return extractGenerationSpans(out)
+	return vars, nil
 }
 
 func extractGenerationSpans(out string) (string, [][2]int, error) {

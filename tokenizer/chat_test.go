@@ -1,10 +1,13 @@
 package tokenizer
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -120,4 +123,60 @@ func TestChatMLTemplateMask(t *testing.T) {
 		}
 	}
 	require.Equal(t, "Hello<|im_end|>", tok.Decode(masked, false))
+}
+
+// longConversation is n alternating turns of about 400 bytes each.
+func longConversation(n int) []Message {
+	msgs := make([]Message, n)
+	for i := range msgs {
+		role := "user"
+		if i%2 == 1 {
+			role = "assistant"
+		}
+		msgs[i] = Message{Role: role, Content: strings.Repeat(fmt.Sprintf("turn %d ", i), 40)}
+	}
+	return msgs
+}
+
+// TestDefaultTemplateBudgetFitsLongConversations renders a 2000-turn
+// conversation with real templates under a tenth of every default limit.
+func TestDefaultTemplateBudgetFitsLongConversations(t *testing.T) {
+	d := DefaultTemplateBudget()
+	tenth := TemplateBudget{MaxRange: d.MaxRange / 10, MaxDepth: d.MaxDepth / 10, MaxOutput: d.MaxOutput / 10,
+		MaxMemory: d.MaxMemory / 10, MaxSteps: d.MaxSteps / 10}
+	for _, name := range []string{"qwen3", "mistral"} {
+		tmpl, err := loadFixture(t, name).ChatTemplate("")
+		require.NoError(t, err)
+		tmpl.Budget = tenth
+		text, err := tmpl.Render(longConversation(2000), RenderOptions{AddGenerationPrompt: true})
+		require.NoError(t, err, name)
+		require.Greater(t, len(text), 2000*250, name)
+	}
+}
+
+func TestChatTemplateBudgetErrors(t *testing.T) {
+	tok := loadFixture(t, "qwen3")
+	tmpl, err := tok.ChatTemplate("")
+	require.NoError(t, err)
+	tmpl.Budget = TemplateBudget{MaxSteps: 100}
+	_, err = tmpl.Render(longConversation(50), RenderOptions{})
+	var over *TemplateBudgetError
+	require.ErrorAs(t, err, &over)
+	require.Equal(t, "MaxSteps", over.Limit)
+	require.Contains(t, err.Error(), `chat template "default"`)
+
+	hostile, err := tok.WithChatTemplate("{% macro f(n) %}{{ f(n+1) }}{% endmacro %}{{ f(0) }}")
+	require.NoError(t, err)
+	_, err = hostile.Render(longConversation(2), RenderOptions{})
+	require.ErrorAs(t, err, &over)
+	require.Equal(t, "MaxDepth", over.Limit)
+	require.Contains(t, err.Error(), "chat template")
+
+	slow, err := tok.WithChatTemplate("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+	require.NoError(t, err)
+	slow.Budget = TemplateBudget{MaxSteps: 1 << 50}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	_, err = slow.Render(nil, RenderOptions{Context: ctx})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
 }

@@ -109,6 +109,7 @@ func runTemplate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *addGen {
 		opts.AddGenerationPrompt = true
 	}
+	opts.Context = ctx
 	tmpl, err := tok.ChatTemplate("")
 	if err != nil {
 		return err
