@@ -12,7 +12,7 @@ import (
 // decoded text is their concatenation.
 type decoder func(tokens []string) ([]string, error)
 
-func parseDecoder(raw json.RawMessage) (decoder, error) {
+func parseDecoder(raw json.RawMessage, rx *regexes) (decoder, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -36,7 +36,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 	case "Sequence":
 		var steps []decoder
 		for i, r := range head.Decoders {
-			d, err := parseDecoder(r)
+			d, err := parseDecoder(r, rx)
 			if err != nil {
 				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
 			}
@@ -68,7 +68,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			return tokens, nil
 		}, nil
 	case "Replace":
-		p, err := parsePattern(head.Pattern)
+		p, err := parsePattern(head.Pattern, rx)
 		if err != nil {
 			return nil, fmt.Errorf("decoder Replace: %w", err)
 		}
@@ -76,7 +76,7 @@ func parseDecoder(raw json.RawMessage) (decoder, error) {
 			for i, t := range tokens {
 				var err error
 				if tokens[i], err = p.replaceString(t, head.Content); err != nil {
-					return nil, err
+					return nil, fmt.Errorf("decoder Replace: %w", err)
 				}
 			}
 			return tokens, nil

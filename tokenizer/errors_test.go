@@ -1,9 +1,12 @@
 package tokenizer
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -118,4 +121,53 @@ func validUTF8(s string) bool { return lossyUTF8([]byte(s)) == s }
 func normalizedNFC(s string) string {
 	n := newNormString(s, 0).unicodeForm(norm.NFC)
 	return n.s
+}
+
+// TestPathologicalRegexesFailWithinTheTimeout puts each class of catastrophic
+// backtracking pattern where tokenizer.json may hold a regex (Split
+// pre-tokenizer, Replace normalizer, Replace decoder): encoding or decoding a
+// short hostile input is an error naming the pattern, not a hang.
+func TestPathologicalRegexesFailWithinTheTimeout(t *testing.T) {
+	hostile := strings.Repeat("a", 40) + "!"
+	vocab := `"model": {"type": "WordPiece", "vocab": {"a": 0, "!": 1, "[UNK]": 2, "` + hostile + `": 3}, "unk_token": "[UNK]"}`
+	patterns := map[string]string{
+		"nested quantifiers":      `(a+)+$`,
+		"overlapping alternation": `(a|aa)+$`,
+		"repeated lookahead":      `((?=a)a|a)+$`,
+		"backreference":           `^(a*)*\\1$`,
+	}
+	for class, re := range patterns {
+		for _, place := range []struct{ name, json string }{
+			{"pre_tokenizer Split", `{"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "` + re + `"}, "behavior": "Isolated"}, ` + vocab + `}`},
+			{"normalizer Replace", `{"normalizer": {"type": "Replace", "pattern": {"Regex": "` + re + `"}, "content": "x"}, ` + vocab + `}`},
+			{"decoder Replace", `{"decoder": {"type": "Replace", "pattern": {"Regex": "` + re + `"}, "content": "x"}, ` + vocab + `}`},
+		} {
+			t.Run(class+"/"+place.name, func(t *testing.T) {
+				tok, err := New([]byte(place.json), nil)
+				require.NoError(t, err)
+				tok.SetRegexTimeout(50 * time.Millisecond)
+				start := time.Now()
+				if place.name == "decoder Replace" {
+					_, err = tok.DecodeChecked([]int{3}, false)
+				} else {
+					_, err = tok.Encode(hostile, false)
+				}
+				t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
+				require.Error(t, err)
+				require.ErrorContains(t, err, place.name)
+				require.ErrorContains(t, err, fmt.Sprintf("%q", strings.ReplaceAll(re, `\\`, `\`)))
+				require.ErrorContains(t, err, "catastrophic backtracking")
+			})
+		}
+	}
+}
+
+// TestRegexTimeoutDefault checks a freshly loaded tokenizer already has the
+// default timeout: the issue's (a+)+$ on 28 a's took 33 s without one.
+func TestRegexTimeoutDefault(t *testing.T) {
+	tok, err := New([]byte(`{"pre_tokenizer": {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated"}, `+
+		`"model": {"type": "WordPiece", "vocab": {"a": 0}, "unk_token": "a"}}`), nil)
+	require.NoError(t, err)
+	_, err = tok.Encode(strings.Repeat("a", 60)+"!", false)
+	require.ErrorContains(t, err, "within "+DefaultRegexTimeout.String())
 }

@@ -12,7 +12,7 @@ import (
 // normalizer is one tokenizer.json "normalizer" component.
 type normalizer func(normString) (normString, error)
 
-func parseNormalizer(raw json.RawMessage) (normalizer, error) {
+func parseNormalizer(raw json.RawMessage, rx *regexes) (normalizer, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -37,7 +37,7 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	case "Sequence":
 		var steps []normalizer
 		for i, r := range head.Normalizers {
-			n, err := parseNormalizer(r)
+			n, err := parseNormalizer(r, rx)
 			if err != nil {
 				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
 			}
@@ -71,11 +71,17 @@ func parseNormalizer(raw json.RawMessage) (normalizer, error) {
 	case "Prepend":
 		return func(n normString) (normString, error) { return n.prepend(head.Prepend), nil }, nil
 	case "Replace":
-		p, err := parsePattern(head.Pattern)
+		p, err := parsePattern(head.Pattern, rx)
 		if err != nil {
 			return nil, fmt.Errorf("Replace: %w", err)
 		}
-		return func(n normString) (normString, error) { return p.replaceAll(n, head.Content) }, nil
+		return func(n normString) (normString, error) {
+			out, err := p.replaceAll(n, head.Content)
+			if err != nil {
+				return n, fmt.Errorf("normalizer Replace: %w", err)
+			}
+			return out, nil
+		}, nil
 	case "BertNormalizer":
 		stripAccents := head.Lowercase
 		if head.StripAccents != nil {

@@ -4,14 +4,27 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
 )
 
+// DefaultRegexTimeout bounds one regex match of a tokenizer.json pattern. HF's
+// Oniguruma gives up on catastrophic backtracking with its retry limit (an error,
+// within tens of milliseconds); regexp2 backtracks for ever without a timeout.
+// Real patterns decide each match in microseconds.
+const DefaultRegexTimeout = time.Second
+
+// regexes collects a tokenizer's compiled patterns so their timeout can be set.
+type regexes []*regexp2.Regexp
+
 // pattern is the {"String": …} or {"Regex": …} object of Split, Replace and
-// decoders. Regexes run on regexp2 because HF's (Oniguruma) patterns use lookahead,
-// which Go's RE2 lacks.
+// decoders. Regexes run on regexp2 because HF's (Oniguruma) patterns use
+// lookahead, which Go's RE2 lacks, and because RE2's \s, \d and \w are ASCII
+// while Oniguruma's are Unicode: RE2 would match differently, not just faster.
+// regexp2 backtracks, so each match runs under a timeout (DefaultRegexTimeout,
+// Tokenizer.SetRegexTimeout) and a pathological pattern is an error naming it.
 type pattern struct {
 	literal string
 	re      *regexp2.Regexp
@@ -20,7 +33,7 @@ type pattern struct {
 	fastDigits int
 }
 
-func parsePattern(raw json.RawMessage) (pattern, error) {
+func parsePattern(raw json.RawMessage, rx *regexes) (pattern, error) {
 	var p struct {
 		String *string
 		Regex  *string
@@ -36,6 +49,8 @@ func parsePattern(raw json.RawMessage) (pattern, error) {
 		if err != nil {
 			return pattern{}, fmt.Errorf("pattern regex %q: %w", *p.Regex, err)
 		}
+		re.MatchTimeout = DefaultRegexTimeout
+		*rx = append(*rx, re)
 		return pattern{re: re, fastDigits: fastSplitters[*p.Regex]}, nil
 	}
 	return pattern{}, fmt.Errorf("pattern %s: want a String or Regex key", raw)
@@ -86,6 +101,10 @@ func regexSpans(re *regexp2.Regexp, s string) ([][2]int, error) {
 		spans = append(spans, [2]int{byteAt[m.Index], byteAt[m.Index+m.Length]})
 	}
 	if err != nil {
+		if strings.HasPrefix(err.Error(), "match timeout") { // regexp2's message quotes the whole input
+			return nil, fmt.Errorf("regex %q: no match decided within %v on a %d-character input (catastrophic backtracking: "+
+				"the tokenizer.json pattern is pathological)", re.String(), re.MatchTimeout, len(runes))
+		}
 		return nil, fmt.Errorf("regex %q: %w", re.String(), err)
 	}
 	return spans, nil

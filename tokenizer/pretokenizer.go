@@ -43,7 +43,7 @@ func parseBehavior(s string) (splitBehavior, error) {
 // gpt2Pattern is the ByteLevel pre-tokenizer's built-in split.
 var gpt2Pattern = regexp2.MustCompile(`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`, regexp2.None)
 
-func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
+func parsePreTokenizer(raw json.RawMessage, rx *regexes) (preTokenizer, error) {
 	if isNull(raw) {
 		return nil, nil
 	}
@@ -68,7 +68,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 	case "Sequence":
 		var steps []preTokenizer
 		for i, r := range head.Pretokenizers {
-			p, err := parsePreTokenizer(r)
+			p, err := parsePreTokenizer(r, rx)
 			if err != nil {
 				return nil, fmt.Errorf("Sequence[%d]: %w", i, err)
 			}
@@ -92,7 +92,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 			return pieces, nil
 		}, nil
 	case "Split":
-		p, err := parsePattern(head.Pattern)
+		p, err := parsePattern(head.Pattern, rx)
 		if err != nil {
 			return nil, fmt.Errorf("Split: %w", err)
 		}
@@ -103,7 +103,7 @@ func parsePreTokenizer(raw json.RawMessage) (preTokenizer, error) {
 		return func(n normString) ([]normString, error) {
 			spans, err := p.findAll(n.s)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("pre_tokenizer Split: %w", err)
 			}
 			return splitSpans(n, spans, b, head.Invert), nil
 		}, nil

@@ -9,8 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/dlclark/regexp2"
 )
 
 // Tokenizer encodes text to token ids and back, as Hugging Face's `tokenizers`
@@ -38,6 +42,7 @@ type Tokenizer struct {
 	idToToken     map[int]string
 	vocabSize     int
 	templates     map[string]string
+	regexes       regexes
 }
 
 // SpecialToken is a named special token: its text and id (-1 when not in the vocabulary).
@@ -111,16 +116,16 @@ func parseTokenizerJSON(data []byte) (*Tokenizer, error) {
 	if t.model, err = parseModel(file.Model); err != nil {
 		return nil, err
 	}
-	if t.normalizer, err = parseNormalizer(file.Normalizer); err != nil {
+	if t.normalizer, err = parseNormalizer(file.Normalizer, &t.regexes); err != nil {
 		return nil, err
 	}
-	if t.preTokenizer, err = parsePreTokenizer(file.PreTokenizer); err != nil {
+	if t.preTokenizer, err = parsePreTokenizer(file.PreTokenizer, &t.regexes); err != nil {
 		return nil, err
 	}
 	if t.postProcessor, err = parsePostProcessor(file.PostProcessor); err != nil {
 		return nil, err
 	}
-	if t.decoder, err = parseDecoder(file.Decoder); err != nil {
+	if t.decoder, err = parseDecoder(file.Decoder, &t.regexes); err != nil {
 		return nil, err
 	}
 	for tok, id := range t.model.vocab() {
@@ -346,6 +351,13 @@ func (t *Tokenizer) EncodeBatch(texts []string, addSpecial bool) ([][]int, error
 // Decode turns ids back into text through the tokenizer.json decoder;
 // skipSpecial drops added tokens marked special. Unknown ids are skipped, as HF does.
 func (t *Tokenizer) Decode(ids []int, skipSpecial bool) string {
+	text, _ := t.DecodeChecked(ids, skipSpecial) // on a decoder failure: the tokens joined undecoded
+	return text
+}
+
+// DecodeChecked is Decode reporting a decoder that failed (a tokenizer.json
+// Replace regex that timed out); the text is then the tokens joined undecoded.
+func (t *Tokenizer) DecodeChecked(ids []int, skipSpecial bool) (string, error) {
 	tokens := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if a, ok := t.added[id]; ok && skipSpecial && a.Special {
@@ -356,12 +368,23 @@ func (t *Tokenizer) Decode(ids []int, skipSpecial bool) string {
 		}
 	}
 	if t.decoder == nil {
-		return strings.Join(tokens, " ")
+		return strings.Join(tokens, " "), nil
 	}
-	out, err := t.decoder(tokens)
+	out, err := t.decoder(slices.Clone(tokens))
 	if err != nil {
-		// Decoders fail only on regex errors, which New already rejects.
-		return strings.Join(tokens, "")
+		return strings.Join(tokens, ""), fmt.Errorf("tokenizer.json %w", err)
 	}
-	return strings.Join(out, "")
+	return strings.Join(out, ""), nil
+}
+
+// SetRegexTimeout sets the time one match of each tokenizer.json regex may take
+// (DefaultRegexTimeout when the tokenizer is loaded; d ≤ 0 waits for ever). Call
+// it before the tokenizer is used from several goroutines.
+func (t *Tokenizer) SetRegexTimeout(d time.Duration) {
+	if d <= 0 {
+		d = regexp2.DefaultMatchTimeout
+	}
+	for _, re := range t.regexes {
+		re.MatchTimeout = d
+	}
 }

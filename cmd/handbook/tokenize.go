@@ -49,7 +49,10 @@ func runTokenize(ctx context.Context, args []string, stdout, stderr io.Writer) e
 				return fmt.Errorf("--decode: token id %d is outside the vocabulary (size %d)", id, tok.VocabSize())
 			}
 		}
-		out := tok.Decode(toInts(ids), *skipSpecial)
+		out, err := tok.DecodeChecked(toInts(ids), *skipSpecial)
+		if err != nil {
+			return fmt.Errorf("--decode: %w", err)
+		}
 		if *asJSON {
 			return printJSON(stdout, struct {
 				Text string `json:"text"`
