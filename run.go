@@ -58,12 +58,17 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	for _, w := range r.Warnings {
 		log.Warn(w)
 	}
+	lock, resume, err := lockOutputDir(r, log)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
 	b, sel, err := backend.New()
 	if err != nil {
 		return nil, err
 	}
 	log.Info(sel.String())
-	m, err := loadModel(ctx, b, r, log)
+	m, err := loadModel(ctx, b, r, resume, log)
 	if err != nil {
 		return nil, err
 	}
@@ -195,14 +200,10 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		log.Info("held-out exact match before training", "conversations", len(heldOut), "exact_match", score)
 	}
 
-	var history historySink
-	sinks := []train.Sink{&history}
+	var sinks []train.Sink
 	if slices.Contains(tc.ReportTo, "tensorboard") {
-		tb, err := newTensorBoardSink(outputDir)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", r.Path, err)
-		}
-		defer tb.w.Close()
+		tb := &tensorBoardSink{outputDir: outputDir}
+		defer tb.Close()
 		sinks = append(sinks, tb)
 	}
 	pub, err := startPublishing(ctx, r, m, outputDir, in.tokDir, log)
@@ -218,7 +219,10 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	if err := pub.finish(ctx, r, outputDir, adapter != nil, &res); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
-	if err := plotLoss(filepath.Join(outputDir, "loss.png"), history.entries); err != nil {
+	if res.Train.NothingToDo {
+		return &res, nil
+	}
+	if err := plotLoss(filepath.Join(outputDir, "loss.png"), res.Train.State.LogHistory); err != nil {
 		log.Warn("loss plot not written", "error", err)
 	}
 	if opts.ExactMatch > 0 {
@@ -327,7 +331,7 @@ func dpoLoss(r *Recipe) (dpo.LossConfig, error) {
 
 // loadModel loads model_name_or_path; a directory with config.json but no weights starts from
 // scratch (random init seeded by the recipe's seed).
-func loadModel(ctx context.Context, b compute.Backend, r *Recipe, log *slog.Logger) (*model.Model, error) {
+func loadModel(ctx context.Context, b compute.Backend, r *Recipe, resume string, log *slog.Logger) (*model.Model, error) {
 	if r.Model.ModelNameOrPath == "" {
 		return nil, fmt.Errorf("%s: model_name_or_path is required", r.Path)
 	}
@@ -339,7 +343,9 @@ func loadModel(ctx context.Context, b compute.Backend, r *Recipe, log *slog.Logg
 	if model.HasWeights(dir) {
 		m, err = model.Load(b, dir, model.LoadOptions{})
 	} else {
-		log.Warn("no weights in model_name_or_path: initializing from scratch", "dir", dir, "seed", r.Training.Seed)
+		if resume == "" {
+			log.Warn("no weights in model_name_or_path: initializing from scratch", "dir", dir, "seed", r.Training.Seed)
+		}
 		m, err = model.Init(b, dir, 0, uint64(r.Training.Seed))
 	}
 	if err != nil {
@@ -589,30 +595,23 @@ func conversations(test *data.Dataset, n int) ([][]tokenizer.Message, error) {
 	return out, nil
 }
 
-// historySink keeps the logged entries for the loss plot.
-type historySink struct{ entries []map[string]float64 }
-
-func (h *historySink) Log(_ int, m map[string]float64) error {
-	h.entries = append(h.entries, m)
-	return nil
-}
-
-// tensorBoardSink writes each logged value as a TensorBoard scalar, tagged like transformers.
-type tensorBoardSink struct{ w *tbevent.Writer }
-
-func newTensorBoardSink(outputDir string) (*tensorBoardSink, error) {
-	dir, err := tbevent.DefaultLogDir(outputDir)
-	if err != nil {
-		return nil, err
-	}
-	w, err := tbevent.Create(dir)
-	if err != nil {
-		return nil, err
-	}
-	return &tensorBoardSink{w: w}, nil
+// tensorBoardSink writes each logged value as a TensorBoard scalar, tagged like transformers. Its
+// event file is created with the first value, so a run with nothing to do writes none.
+type tensorBoardSink struct {
+	outputDir string
+	w         *tbevent.Writer
 }
 
 func (s *tensorBoardSink) Log(step int, m map[string]float64) error {
+	if s.w == nil {
+		dir, err := tbevent.DefaultLogDir(s.outputDir)
+		if err != nil {
+			return err
+		}
+		if s.w, err = tbevent.Create(dir); err != nil {
+			return err
+		}
+	}
 	now := time.Now()
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -628,6 +627,39 @@ func (s *tensorBoardSink) Log(step int, m map[string]float64) error {
 		}
 	}
 	return s.w.Flush()
+}
+
+// Close closes the event file, if one was written.
+func (s *tensorBoardSink) Close() error {
+	if s.w == nil {
+		return nil
+	}
+	return s.w.Close()
+}
+
+// lockOutputDir holds the recipe's output_dir for the whole run (the trainer locks it again, and
+// decides what it resumes from) and returns the checkpoint a resume will start from, which it logs.
+func lockOutputDir(r *Recipe, log *slog.Logger) (*train.OutputLock, string, error) {
+	dir := r.Training.OutputDir
+	lock, err := train.LockOutputDir(dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", r.Path, err)
+	}
+	if lock.Stale != "" {
+		log.Warn("output_dir: the previous run there ended without releasing its lock (killed?)", "previous", lock.Stale)
+	}
+	if r.Training.OverwriteOutputDir {
+		return lock, "", nil
+	}
+	resume, err := train.LastCheckpoint(dir)
+	if err != nil {
+		lock.Release()
+		return nil, "", fmt.Errorf("%s: output_dir: %w", r.Path, err)
+	}
+	if resume != "" {
+		log.Info("resuming from "+filepath.Base(resume), "dir", resume)
+	}
+	return lock, resume, nil
 }
 
 // plotLoss draws train and eval loss curves.

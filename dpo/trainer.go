@@ -3,8 +3,7 @@ package dpo
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"slices"
 
 	"github.com/gomlx/gomlx/core/tensors"
 
@@ -273,39 +272,27 @@ type engineHooks struct {
 // output directory (the layout sft writes).
 func run(ctx context.Context, name string, m *model.Model, obj train.Objective, args train.Args, ra RunArgs,
 	trainB, evalB train.Batches, h engineHooks) (Result, error) {
-	if args.OutputDir == "" {
-		return Result{}, fmt.Errorf("%s: output_dir is required", name)
-	}
-	if st, err := os.Stat(args.OutputDir); err == nil && !st.IsDir() {
-		return Result{}, fmt.Errorf("%s: output_dir %s is a file", name, args.OutputDir)
-	}
-	jsonl, err := train.NewJSONLSink(filepath.Join(args.OutputDir, train.LogFile))
+	engine := &train.Engine{Model: m, Objective: obj, Args: args, Trainable: h.trainable, Weights: h.weights,
+		Placement: h.placement, Sinks: slices.Clone(h.sinks), Progress: h.progress}
+	out, err := engine.OpenOutputDir(ra.OverwriteOutputDir, trainB.Len())
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", name, err)
 	}
-	defer jsonl.Close()
-	engine := &train.Engine{Model: m, Objective: obj, Args: args, Trainable: h.trainable, Weights: h.weights,
-		Placement: h.placement, Sinks: append(append([]train.Sink{}, h.sinks...), jsonl), Progress: h.progress}
+	defer out.Close()
 	var res Result
-	if !ra.OverwriteOutputDir {
-		last, err := train.LastCheckpoint(args.OutputDir)
-		if err != nil {
-			return Result{}, fmt.Errorf("%s: %w", name, err)
-		}
-		if last != "" {
-			if err := engine.Resume(last); err != nil {
-				return Result{}, fmt.Errorf("%s: %w", name, err)
-			}
-			res.ResumedFrom = last
-		}
+	if out.NothingToDo {
+		res.Result = out.Result
+		return res, nil
 	}
+	res.ResumedFrom = out.ResumedFrom
+	engine.Sinks = append(engine.Sinks, out.Sink())
 	res.Result, err = engine.Train(ctx, trainB, evalB)
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)
 	}
-	out := train.Output{Dir: args.OutputDir, Model: m, Weights: h.weights, TokenizerDir: h.tokenizerDir,
+	final := train.Output{Dir: args.OutputDir, Model: m, Weights: h.weights, TokenizerDir: h.tokenizerDir,
 		SamplesPerStep: ra.PerDeviceTrainBatchSize * max(1, args.GradientAccumulationSteps)}
-	if err := out.Save(res.Result); err != nil {
+	if err := final.Save(res.Result); err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)
 	}
 	return res, nil

@@ -3,8 +3,7 @@ package sft
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"slices"
 
 	"github.com/gomlx/gomlx/core/tensors"
 
@@ -74,12 +73,6 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if cfg.PerDeviceEvalBatchSize <= 0 {
 		cfg.PerDeviceEvalBatchSize = 8
 	}
-	if cfg.OutputDir == "" {
-		return Result{}, fmt.Errorf("sft: output_dir is required")
-	}
-	if st, err := os.Stat(cfg.OutputDir); err == nil && !st.IsDir() {
-		return Result{}, fmt.Errorf("sft: output_dir %s is a file", cfg.OutputDir)
-	}
 	var res Result
 	trainSamples := t.TrainSet
 	if cfg.Packing {
@@ -105,38 +98,30 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 			sampler: data.Sampler{N: len(t.EvalSet), BatchSize: cfg.PerDeviceEvalBatchSize}}
 	}
 
-	sinks := t.Sinks
-	jsonl, err := train.NewJSONLSink(filepath.Join(cfg.OutputDir, train.LogFile))
-	if err != nil {
-		return Result{}, fmt.Errorf("sft: %w", err)
-	}
-	defer jsonl.Close()
-	sinks = append(sinks, jsonl)
 	var objective train.Objective = train.CausalLM{}
 	if t.Objective != nil {
 		objective = t.Objective
 	}
 	engine := &train.Engine{Model: t.Model, Objective: objective, Args: cfg.Args, Trainable: t.Trainable, Weights: t.Weights,
-		Placement: t.Placement, Sinks: sinks, Progress: t.Progress}
-	if !cfg.OverwriteOutputDir {
-		last, err := train.LastCheckpoint(cfg.OutputDir)
-		if err != nil {
-			return Result{}, fmt.Errorf("sft: %w", err)
-		}
-		if last != "" {
-			if err := engine.Resume(last); err != nil {
-				return Result{}, fmt.Errorf("sft: %w", err)
-			}
-			res.ResumedFrom = last
-		}
+		Placement: t.Placement, Sinks: slices.Clone(t.Sinks), Progress: t.Progress}
+	out, err := engine.OpenOutputDir(cfg.OverwriteOutputDir, trainBatches.Len())
+	if err != nil {
+		return Result{}, fmt.Errorf("sft: %w", err)
 	}
+	defer out.Close()
+	if out.NothingToDo {
+		res.Result = out.Result
+		return res, nil
+	}
+	res.ResumedFrom = out.ResumedFrom
+	engine.Sinks = append(engine.Sinks, out.Sink())
 	res.Result, err = engine.Train(ctx, trainBatches, evalBatches)
 	if err != nil {
 		return res, fmt.Errorf("sft: %w", err)
 	}
-	out := train.Output{Dir: cfg.OutputDir, Model: t.Model, Weights: t.Weights, TokenizerDir: t.TokenizerDir,
+	final := train.Output{Dir: cfg.OutputDir, Model: t.Model, Weights: t.Weights, TokenizerDir: t.TokenizerDir,
 		SamplesPerStep: cfg.PerDeviceTrainBatchSize * max(1, cfg.GradientAccumulationSteps)}
-	if err := out.Save(res.Result); err != nil {
+	if err := final.Save(res.Result); err != nil {
 		return res, fmt.Errorf("sft: %w", err)
 	}
 	return res, nil

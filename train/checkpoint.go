@@ -52,7 +52,7 @@ type trainerState struct {
 // through a temporary directory and a rename, so a kill at any moment leaves the previous
 // checkpoint intact; then it removes the oldest checkpoints beyond SaveTotalLimit.
 func (e *Engine) SaveCheckpoint() error {
-	final := filepath.Join(e.Args.OutputDir, checkpointPrefix+strconv.Itoa(e.state.GlobalStep))
+	final := filepath.Join(e.Args.OutputDir, checkpointName(e.state.GlobalStep))
 	tmp := filepath.Join(e.Args.OutputDir, "."+filepath.Base(final)+".tmp")
 	if err := os.RemoveAll(tmp); err != nil {
 		return fmt.Errorf("checkpoint %s: %w", final, err)
@@ -109,59 +109,72 @@ func (e *Engine) writeCheckpoint(dir string) error {
 	return os.WriteFile(filepath.Join(dir, TrainerStateFile), data, 0o644)
 }
 
-// rotateCheckpoints keeps the newest SaveTotalLimit checkpoints.
+// rotateCheckpoints keeps the newest SaveTotalLimit checkpoints, by step. Only
+// checkpoints older than the one just written are removed: OpenOutputDir leaves
+// none of another history behind, and one at a later step would not be this
+// run's to delete.
 func (e *Engine) rotateCheckpoints() error {
 	if e.Args.SaveTotalLimit <= 0 {
 		return nil
 	}
-	steps, err := checkpointSteps(e.Args.OutputDir)
+	steps, _, err := scanCheckpoints(e.Args.OutputDir)
 	if err != nil {
 		return err
 	}
-	for len(steps) > e.Args.SaveTotalLimit {
-		old := filepath.Join(e.Args.OutputDir, checkpointPrefix+strconv.Itoa(steps[0]))
+	var older []int
+	for _, s := range steps {
+		if s < e.state.GlobalStep {
+			older = append(older, s)
+		}
+	}
+	for len(older) > e.Args.SaveTotalLimit-1 {
+		old := filepath.Join(e.Args.OutputDir, checkpointName(older[0]))
 		if err := os.RemoveAll(old); err != nil {
 			return fmt.Errorf("removing old checkpoint %s: %w", old, err)
 		}
-		steps = steps[1:]
+		older = older[1:]
 	}
 	return nil
 }
 
-// checkpointSteps lists the steps of the complete checkpoints in dir, ascending.
-func checkpointSteps(dir string) ([]int, error) {
+func checkpointName(step int) string { return checkpointPrefix + strconv.Itoa(step) }
+
+// scanCheckpoints lists the steps of dir's checkpoint-N directories, ascending:
+// complete ones (with trainer_state.json, written last through a rename) and
+// incomplete ones (not written by this engine, or damaged).
+func scanCheckpoints(dir string) (complete, incomplete []int, err error) {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var steps []int
 	for _, en := range entries {
-		if !en.IsDir() || !strings.HasPrefix(en.Name(), checkpointPrefix) {
+		name := en.Name()
+		if !en.IsDir() || !strings.HasPrefix(name, checkpointPrefix) || !isStep(strings.TrimPrefix(name, checkpointPrefix)) {
 			continue
 		}
-		n, err := strconv.Atoi(strings.TrimPrefix(en.Name(), checkpointPrefix))
-		if err != nil {
-			continue
-		}
-		if _, err := os.Stat(filepath.Join(dir, en.Name(), TrainerStateFile)); err == nil {
-			steps = append(steps, n)
+		n, _ := strconv.Atoi(strings.TrimPrefix(name, checkpointPrefix))
+		if _, err := os.Stat(filepath.Join(dir, name, TrainerStateFile)); err == nil {
+			complete = append(complete, n)
+		} else {
+			incomplete = append(incomplete, n)
 		}
 	}
-	sort.Ints(steps)
-	return steps, nil
+	sort.Ints(complete)
+	sort.Ints(incomplete)
+	return complete, incomplete, nil
 }
 
 // LastCheckpoint returns the newest complete checkpoint directory in outputDir, or "" when there
-// is none (transformers' get_last_checkpoint).
+// is none (transformers' get_last_checkpoint). OpenOutputDir decides whether a run resumes from it.
 func LastCheckpoint(outputDir string) (string, error) {
-	steps, err := checkpointSteps(outputDir)
+	steps, _, err := scanCheckpoints(outputDir)
 	if err != nil || len(steps) == 0 {
 		return "", err
 	}
-	return filepath.Join(outputDir, checkpointPrefix+strconv.Itoa(steps[len(steps)-1])), nil
+	return filepath.Join(outputDir, checkpointName(steps[len(steps)-1])), nil
 }
 
 // Resume restores weights, optimizer moments, step, data position and log history from a

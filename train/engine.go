@@ -237,7 +237,12 @@ func (e *Engine) TotalSteps(batchesPerEpoch int) int {
 
 // Result summarizes a finished training run.
 type Result struct {
-	GlobalStep   int
+	GlobalStep int
+	// StepsRun counts the optimizer steps this run took (fewer than GlobalStep after a resume).
+	StepsRun int
+	// NothingToDo is set when the output directory already held this run, finished: nothing
+	// was trained or written (OpenOutputDir).
+	NothingToDo  bool
 	TrainLoss    float64
 	Runtime      time.Duration
 	TokensPerSec float64
@@ -339,7 +344,7 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 		return Result{}, fmt.Errorf("train: %w", err)
 	}
 	elapsed := time.Since(start)
-	res := Result{GlobalStep: e.state.GlobalStep, Runtime: elapsed, State: e.state}
+	res := Result{GlobalStep: e.state.GlobalStep, StepsRun: runSteps, Runtime: elapsed, State: e.state}
 	if runSteps > 0 {
 		res.TrainLoss = runLoss / float64(runSteps)
 	}

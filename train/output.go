@@ -39,12 +39,18 @@ func (o Output) Save(res Result) error {
 			}
 		}
 	}
-	steps := float64(res.GlobalStep)
-	secs := max(res.Runtime.Seconds(), 1e-9)
-	results := map[string]float64{
-		"epoch": res.State.Epoch, "train_loss": res.TrainLoss, "train_runtime": secs, "total_flos": 0,
-		"train_samples_per_second": steps * float64(o.SamplesPerStep) / secs,
-		"train_steps_per_second":   steps / secs, "train_tokens_per_second": res.TokensPerSec,
+	results := map[string]float64{"epoch": res.State.Epoch, "train_loss": res.TrainLoss, "total_flos": 0,
+		"train_runtime": res.Runtime.Seconds(), "train_samples_per_second": 0, "train_steps_per_second": 0,
+		"train_tokens_per_second": res.TokensPerSec}
+	if res.StepsRun > 0 {
+		// The speed of the steps this run took; transformers divides all steps, resumed ones included.
+		steps, secs := float64(res.StepsRun), max(res.Runtime.Seconds(), 1e-9)
+		results["train_samples_per_second"] = steps * float64(o.SamplesPerStep) / secs
+		results["train_steps_per_second"] = steps / secs
+	} else {
+		// Resumed at its last step (the previous run ended before writing its output): the
+		// loss is the mean of the logged ones.
+		results["train_loss"] = meanLoggedLoss(res.State.LogHistory)
 	}
 	for _, name := range []string{"train_results.json", "all_results.json"} {
 		if err := writeJSON(filepath.Join(o.Dir, name), results); err != nil {
@@ -54,6 +60,21 @@ func (o Output) Save(res Result) error {
 	return writeJSON(filepath.Join(o.Dir, TrainerStateFile), map[string]any{
 		"global_step": res.GlobalStep, "epoch": res.State.Epoch, "log_history": res.State.LogHistory, "max_steps": res.State.MaxSteps,
 	})
+}
+
+func meanLoggedLoss(history []map[string]float64) float64 {
+	var sum float64
+	var n int
+	for _, entry := range history {
+		if loss, ok := entry["loss"]; ok {
+			sum += loss
+			n++
+		}
+	}
+	if n == 0 {
+		return 0
+	}
+	return sum / float64(n)
 }
 
 func writeJSON(path string, v any) error {

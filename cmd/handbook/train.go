@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/schollz/progressbar/v3"
 
@@ -66,8 +67,17 @@ func runTraining(ctx context.Context, task handbook.Task, config string, args []
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "trained %d steps in %s (%.0f tokens/s), train loss %.4f; model saved to %s\n",
-		res.Train.GlobalStep, res.Train.Runtime.Round(1e8), res.Train.TokensPerSec, res.Train.TrainLoss, res.OutputDir)
+	if res.Train.NothingToDo {
+		fmt.Fprintf(stdout, "%s already holds this run, finished at step %d: nothing to do (overwrite_output_dir=true trains it again)\n",
+			res.OutputDir, res.Train.GlobalStep)
+		return nil
+	}
+	what := fmt.Sprintf("trained %d steps", res.Train.GlobalStep)
+	if res.ResumedFrom != "" {
+		what = fmt.Sprintf("resumed from %s and trained to step %d (%d steps)", filepath.Base(res.ResumedFrom), res.Train.GlobalStep, res.Train.StepsRun)
+	}
+	fmt.Fprintf(stdout, "%s in %s (%.0f tokens/s), train loss %.4f; model saved to %s\n",
+		what, res.Train.Runtime.Round(1e8), res.Train.TokensPerSec, res.Train.TrainLoss, res.OutputDir)
 	if res.ExactMatchBefore != nil && res.ExactMatchAfter != nil {
 		fmt.Fprintf(stdout, "held-out exact match: %.1f%% before, %.1f%% after training\n", 100**res.ExactMatchBefore, 100**res.ExactMatchAfter)
 	}
