@@ -4,6 +4,7 @@ go 1.27.3
 
 require (
 	github.com/ardanlabs/jinja v1.12.0
+	github.com/creack/pty v1.1.24
 	github.com/dlclark/regexp2 v1.12.0
 	github.com/go-viper/mapstructure/v2 v2.5.0
 	github.com/gomlx/compute v0.1.14

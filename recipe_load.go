@@ -3,6 +3,7 @@ package handbook
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"reflect"
 	"slices"
@@ -29,7 +30,7 @@ func LoadRecipe(path string, task Task, overrides []string) (*Recipe, error) {
 	default:
 		return nil, fmt.Errorf("recipe %s: unknown task %q (want sft, dpo or orpo)", path, task)
 	}
-	raw, err := os.ReadFile(path)
+	raw, err := readConfigFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("recipe: %w", err)
 	}
@@ -204,7 +205,7 @@ func (l *loader) overrides(args []string) error {
 
 // accelerate records the accelerate config at path.
 func (l *loader) accelerate(path string, o origin) error {
-	raw, err := os.ReadFile(path)
+	raw, err := readConfigFile(path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", o, err)
 	}
@@ -541,4 +542,24 @@ func oneOf(v string, allowed ...string) error {
 		return fmt.Errorf("%q is not valid%s", v, s)
 	}
 	return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+// maxConfigBytes bounds a recipe or accelerate config file (the seed's are a few KB), so a wrong
+// path such as /dev/zero is an error, not an endless read.
+const maxConfigBytes = 1 << 20
+
+func readConfigFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	raw, err := io.ReadAll(io.LimitReader(f, maxConfigBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxConfigBytes {
+		return nil, fmt.Errorf("%s: larger than %d KiB, not a recipe", path, maxConfigBytes>>10)
+	}
+	return raw, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -68,7 +69,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	log.Info(sel.String())
-	m, err := loadModel(ctx, b, r, resume, log)
+	m, scratch, err := loadModel(ctx, b, r, resume, log)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +80,13 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	}
 	tc := r.Training
 	m.Decoder.GradientCheckpointing = tc.GradientCheckpointing
-	adapter, err := attachAdapter(m, r, log)
+	base := r.Model.ModelNameOrPath
+	if scratch && r.Model.UsePEFT {
+		if base, err = saveScratchBase(m, r, log); err != nil {
+			return nil, err
+		}
+	}
+	adapter, err := attachAdapter(m, r, base, log)
 	if err != nil {
 		return nil, err
 	}
@@ -238,7 +245,8 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 
 // attachAdapter applies the recipe's use_peft (LoRA) and load_in_4bit (QLoRA: NF4 base) keys; it
 // returns nil for a full fine-tune.
-func attachAdapter(m *model.Model, r *Recipe, log *slog.Logger) (*lora.Adapter, error) {
+// base is the base model the adapter records (adapter_config.json's base_model_name_or_path).
+func attachAdapter(m *model.Model, r *Recipe, base string, log *slog.Logger) (*lora.Adapter, error) {
 	ma := r.Model
 	cfg, quant, err := lora.FromRecipe(lora.RecipeOptions{
 		UsePEFT: ma.UsePEFT, LoraR: ma.LoraR, LoraAlpha: float64(ma.LoraAlpha), LoraDropout: ma.LoraDropout,
@@ -257,7 +265,7 @@ func attachAdapter(m *model.Model, r *Recipe, log *slog.Logger) (*lora.Adapter, 
 			return nil, fmt.Errorf("%s: %w", r.Path, err)
 		}
 	}
-	cfg.BaseModel = ma.ModelNameOrPath
+	cfg.BaseModel = base
 	a, err := lora.Attach(m, *cfg, uint64(r.Training.Seed))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
@@ -331,27 +339,46 @@ func dpoLoss(r *Recipe) (dpo.LossConfig, error) {
 
 // loadModel loads model_name_or_path; a directory with config.json but no weights starts from
 // scratch (random init seeded by the recipe's seed).
-func loadModel(ctx context.Context, b compute.Backend, r *Recipe, resume string, log *slog.Logger) (*model.Model, error) {
+// scratch reports a model initialized from its config alone (random weights).
+func loadModel(ctx context.Context, b compute.Backend, r *Recipe, resume string, log *slog.Logger) (m *model.Model, scratch bool, err error) {
 	if r.Model.ModelNameOrPath == "" {
-		return nil, fmt.Errorf("%s: model_name_or_path is required", r.Path)
+		return nil, false, fmt.Errorf("%s: model_name_or_path is required", r.Path)
 	}
 	dir, err := modelDir(ctx, r.Model.ModelNameOrPath, r.Model.ModelRevision)
 	if err != nil {
-		return nil, fmt.Errorf("%s: model_name_or_path: %w", r.Path, err)
+		return nil, false, fmt.Errorf("%s: model_name_or_path: %w", r.Path, err)
 	}
-	var m *model.Model
 	if model.HasWeights(dir) {
 		m, err = model.Load(b, dir, model.LoadOptions{})
 	} else {
+		scratch = true
 		if resume == "" {
 			log.Warn("no weights in model_name_or_path: initializing from scratch", "dir", dir, "seed", r.Training.Seed)
 		}
 		m, err = model.Init(b, dir, 0, uint64(r.Training.Seed))
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", r.Path, err)
+		return nil, false, fmt.Errorf("%s: %w", r.Path, err)
 	}
-	return m, nil
+	return m, scratch, nil
+}
+
+// scratchBaseDir is where a LoRA run on a from-scratch base keeps that base in its output_dir.
+const scratchBaseDir = "base_model"
+
+// saveScratchBase saves the randomly initialized base of a LoRA run into output_dir/base_model
+// (once, or again when the run starts over), so `handbook merge`, `eval --adapter` and PEFT find
+// the weights the adapter was trained on. It returns that directory.
+func saveScratchBase(m *model.Model, r *Recipe, log *slog.Logger) (string, error) {
+	dir := filepath.Join(r.Training.OutputDir, scratchBaseDir)
+	if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err == nil && !r.Training.OverwriteOutputDir {
+		return dir, nil
+	}
+	if err := m.Save(dir, model.SaveOptions{}); err != nil {
+		return "", fmt.Errorf("%s: saving the from-scratch LoRA base: %w", r.Path, err)
+	}
+	log.Info("the LoRA base is initialized from scratch: saved it beside the adapter", "dir", dir)
+	return dir, nil
 }
 
 // preparedData is a recipe's data block resolved and ready to tokenize.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"unicode/utf8"
 )
 
 // jsonlSource reads JSON Lines: one object per line, blank lines skipped.
@@ -70,8 +71,12 @@ func (s *jsonlSource) scanLines(ctx context.Context, fn func(index, line int, b 
 	}
 }
 
-// decodeRow decodes one JSON object into a Row.
+// decodeRow decodes one JSON object into a Row. Invalid UTF-8 is an error, as
+// in Python's json (Go's decoder would turn it into U+FFFD and train on that).
 func decodeRow(b []byte) (Row, error) {
+	if err := checkUTF8(b); err != nil {
+		return nil, err
+	}
 	var row Row
 	if err := json.Unmarshal(b, &row); err != nil {
 		return nil, fmt.Errorf("want a JSON object: %w", err)
@@ -169,11 +174,29 @@ func (s *jsonSource) scanColumns(dec *json.Decoder, fn func(int, Row) error) err
 	for i := range cols[names[0]] {
 		row := make(Row, len(names))
 		for _, n := range names {
+			if err := checkUTF8(cols[n][i]); err != nil {
+				return fmt.Errorf("%s: row %d: column %q: %w", s.path, i, n, err)
+			}
 			row[n] = cols[n][i]
 		}
 		if err := fn(i, row); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// checkUTF8 reports the first byte of b that is not valid UTF-8.
+func checkUTF8(b []byte) error {
+	if utf8.Valid(b) {
+		return nil
+	}
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return fmt.Errorf("invalid UTF-8 at byte %d (0x%02x)", i, b[i])
+		}
+		i += n
 	}
 	return nil
 }

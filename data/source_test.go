@@ -117,6 +117,13 @@ func TestBadSources(t *testing.T) {
 		{"json scalar row", write("scalar.json", []byte(`[{"text": "a"}, 3]`)), []string{"scalar.json: row 1", "want a JSON object"}},
 		{"ragged columns", write("ragged.json", []byte(`{"a": [1, 2], "b": [1]}`)), []string{"ragged.json", `column "b" has 1 values`}},
 		{"unknown extension", filepath.Join(dir, "x.csv"), []string{"unsupported data file"}},
+		// Python's json fails on bytes that are not UTF-8; decoding them as U+FFFD would train on garbage.
+		{"invalid UTF-8 in a JSON line", write("latin1.jsonl", []byte("{\"text\": \"a\"}\n{\"text\": \"caf\xe9\"}\n")),
+			[]string{"latin1.jsonl: row 1 (line 2)", "invalid UTF-8 at byte 13 (0xe9)"}},
+		{"invalid UTF-8 in a JSON record", write("latin1.json", []byte("[{\"text\": \"a\"}, {\"text\": \"\xff\"}]")),
+			[]string{"latin1.json: row 1", "invalid UTF-8"}},
+		{"invalid UTF-8 in a JSON column", write("latin1cols.json", []byte("{\"text\": [\"a\", \"\xc3\"]}")),
+			[]string{"latin1cols.json: row 1", `column "text"`, "invalid UTF-8"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,6 +33,8 @@ type GenerateOptions struct {
 	Decode      func(ids []int32) string
 	// PadTokenID left-pads prompts of different lengths (default 0); padded slots are masked out.
 	PadTokenID int32
+	// OnToken, when set, receives each row's tokens as they are picked (streaming).
+	OnToken func(row int, id int32)
 }
 
 // Generate continues each prompt with a KV cache and returns the new token ids of each row
@@ -53,7 +55,7 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, opts GenerateOp
 	}
 	eos := opts.EOSTokenIDs
 	if eos == nil {
-		eos = m.defaultEOS()
+		eos = m.EOSTokenIDs()
 	}
 	batch := len(prompts)
 	promptLen := 0
@@ -117,6 +119,9 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, opts GenerateOp
 			row := logits[b*m.Config.VocabSize : (b+1)*m.Config.VocabSize]
 			next[b] = pickToken(row, opts, rng)
 			out[b] = append(out[b], next[b])
+			if opts.OnToken != nil {
+				opts.OnToken(b, next[b])
+			}
 			if containsID(eos, next[b]) || hitsStopString(opts, out[b]) {
 				done[b] = true
 			} else {
@@ -141,8 +146,9 @@ func (m *Model) Generate(ctx context.Context, prompts [][]int32, opts GenerateOp
 	return out, nil
 }
 
-// defaultEOS reads eos_token_id from generation_config.json, falling back to config.json.
-func (m *Model) defaultEOS() []int {
+// EOSTokenIDs are the ids that end generation by default: eos_token_id from generation_config.json,
+// falling back to config.json.
+func (m *Model) EOSTokenIDs() []int {
 	if m.generationConfig != nil {
 		var gen struct {
 			EOS TokenIDs `json:"eos_token_id"`

@@ -2,6 +2,7 @@ package zero
 
 import (
 	"fmt"
+	"math"
 	"strings"
 
 	"handbook/model"
@@ -138,7 +139,11 @@ func Estimate(cfg *model.Config, opts EstimateOptions) (Memory, Counts, error) {
 		frozen /= float64(opts.Devices)
 	}
 	m.Parameters += int64(frozen)
-	m.Activations = activations(cfg, opts)
+	act := activations(cfg, opts)
+	if act >= math.MaxInt64 {
+		return Memory{}, Counts{}, fmt.Errorf("zero: activations of %d × %d tokens overflow the estimate (%.3g bytes)", opts.Batch, opts.Seq, act)
+	}
+	m.Activations = int64(act)
 	return m, c, nil
 }
 
@@ -160,7 +165,7 @@ func isAdapted(p model.ParamSpec, targets []string) bool {
 	return false
 }
 
-func activations(cfg *model.Config, opts EstimateOptions) int64 {
+func activations(cfg *model.Config, opts EstimateOptions) float64 {
 	if opts.Seq <= 0 || opts.Batch <= 0 {
 		return 0
 	}
@@ -169,7 +174,7 @@ func activations(cfg *model.Config, opts EstimateOptions) int64 {
 	perLayer := s * b * h * (34 + 5*a*s/h)
 	logits := s * b * float64(cfg.VocabSize) * (2 + 4)
 	if opts.GradientCheckpointing {
-		return int64(layers*2*s*b*h + perLayer + logits)
+		return layers*2*s*b*h + perLayer + logits
 	}
-	return int64(layers*perLayer + logits)
+	return layers*perLayer + logits
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -75,32 +76,66 @@ func loadModel(dir string, stderr io.Writer) (*model.Model, error) {
 	return model.Load(b, dir, model.LoadOptions{})
 }
 
-// loadTokenizer loads the tokenizer saved beside a model, or returns nil when there is none.
-func loadTokenizer(dir string) (*tokenizer.Tokenizer, error) {
-	if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); err != nil {
-		return nil, nil
+// loadTokenizer loads the tokenizer saved beside a model, else beside its adapter (a LoRA run's
+// output carries one), or returns nil when there is none.
+func loadTokenizer(dirs ...string) (*tokenizer.Tokenizer, error) {
+	for _, dir := range dirs {
+		if _, err := os.Stat(filepath.Join(dir, "tokenizer.json")); dir != "" && err == nil {
+			return tokenizer.Load(dir)
+		}
 	}
-	return tokenizer.Load(dir)
+	return nil, nil
 }
 
-// parseIDs reads "1,2,3".
+// parseIDs reads "1,2,3"; an empty field ("1,,2") is an error, not skipped.
 func parseIDs(s string) ([]int32, error) {
-	var ids []int32
-	for i, f := range strings.Split(s, ",") {
+	if strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("no token ids in %q", s)
+	}
+	fields := strings.Split(s, ",")
+	ids := make([]int32, len(fields))
+	for i, f := range fields {
 		f = strings.TrimSpace(f)
 		if f == "" {
-			continue
+			return nil, fmt.Errorf("token id #%d of %q is empty", i+1, s)
 		}
 		v, err := strconv.ParseInt(f, 10, 32)
 		if err != nil {
-			return nil, fmt.Errorf("token id #%d %q: %w", i+1, f, err)
+			return nil, fmt.Errorf("token id #%d %q: want an integer", i+1, f)
 		}
-		ids = append(ids, int32(v))
-	}
-	if len(ids) == 0 {
-		return nil, fmt.Errorf("no token ids in %q", s)
+		ids[i] = int32(v)
 	}
 	return ids, nil
+}
+
+// numberCheck is one numeric flag's rule: the value must satisfy ok, else the
+// error names the flag, the value and want.
+type numberCheck struct {
+	flag  string
+	value float64
+	ok    bool
+	want  string
+}
+
+// checkNumbers returns the first failed check as an error naming its flag.
+func checkNumbers(checks ...numberCheck) error {
+	for _, c := range checks {
+		if !c.ok {
+			return fmt.Errorf("--%s %v: want %s", c.flag, c.value, c.want)
+		}
+	}
+	return nil
+}
+
+// atLeast checks an integer flag against a minimum.
+func atLeast(flag string, v, min int) numberCheck {
+	want := fmt.Sprintf("an integer ≥ %d", min)
+	return numberCheck{flag: flag, value: float64(v), ok: v >= min, want: want}
+}
+
+// finite checks a float flag is a number (not NaN or ±Inf) and satisfies ok.
+func finite(flag string, v float64, ok bool, want string) numberCheck {
+	return numberCheck{flag: flag, value: v, ok: !math.IsNaN(v) && !math.IsInf(v, 0) && ok, want: want}
 }
 
 func toInt32s(ids []int) []int32 {
@@ -119,14 +154,12 @@ func toInts(ids []int32) []int {
 	return out
 }
 
-// printJSON writes v as one line: the machine-readable contract of --json.
+// printJSON writes v as one line: the machine-readable contract of --json. Chat markup stays
+// readable (<|im_end|>, not \u003c|im_end|\u003e).
 func printJSON(w io.Writer, v any) error {
-	data, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	_, err = fmt.Fprintln(w, string(data))
-	return err
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 func modelInputs(ids []int32) model.Inputs {

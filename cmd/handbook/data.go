@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -50,9 +49,7 @@ func runData(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	if flags["json"] == "true" {
-		enc := json.NewEncoder(stdout)
-		enc.SetEscapeHTML(false) // chat markup like <|im_start|> stays readable
-		return enc.Encode(p)
+		return printJSON(stdout, p)
 	}
 	_, err = fmt.Fprint(stdout, p)
 	return err

@@ -30,6 +30,10 @@ func runEstimate(_ context.Context, args []string, stdout, stderr io.Writer) err
 	if *dir == "" {
 		return fmt.Errorf("--model is required (a model directory or a config.json)")
 	}
+	if err := checkNumbers(numberCheck{"zero_stage", float64(*stage), *stage >= 0 && *stage <= 3, "0, 1, 2 or 3"},
+		atLeast("num_devices", *devices, 1), atLeast("lora_r", *rank, 1), atLeast("seq", *seq, 0), atLeast("batch", *batch, 1)); err != nil {
+		return err
+	}
 	cfg, err := model.LoadConfig(*dir)
 	if err != nil {
 		return err

@@ -38,10 +38,13 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if *tokensFile != "" {
 		seqs, err = readTokenFile(*tokensFile)
 	} else {
-		seqs, err = tokenizeDataFile(*dataFile, *dir)
+		seqs, err = tokenizeDataFile(*dataFile, *dir, *adapter)
 	}
 	if err != nil {
 		return err
+	}
+	if len(seqs) == 0 {
+		return fmt.Errorf("nothing to score: %s has no text", *tokensFile+*dataFile)
 	}
 	var sum float64
 	var count int
@@ -65,6 +68,9 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		count += n
 	}
 	loss := sum / float64(count)
+	if math.IsNaN(loss) || math.IsInf(loss, 0) {
+		return fmt.Errorf("the model's loss over %d tokens is %v (its weights hold NaN or Inf?)", count, loss)
+	}
 	ppl := math.Exp(loss)
 	if *asJSON {
 		return printJSON(stdout, struct {
@@ -104,8 +110,8 @@ func readTokenFile(path string) ([][]int32, error) {
 }
 
 // tokenizeDataFile reads JSONL {"text": …} lines, or a plain text file as one document.
-func tokenizeDataFile(path, modelDir string) ([][]int32, error) {
-	tok, err := loadTokenizer(modelDir)
+func tokenizeDataFile(path, modelDir, adapterDir string) ([][]int32, error) {
+	tok, err := loadTokenizer(modelDir, adapterDir)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,4 +114,78 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// TestNumberFlagsAreValidated: every numeric flag out of its range is an error naming the flag,
+// never silently ignored, defaulted or overflowed.
+func TestNumberFlagsAreValidated(t *testing.T) {
+	gen := []string{"generate", "--model", fixture, "--prompt_ids", "1,2,3"}
+	est := []string{"estimate", "--model", "../../recipes/tiny/model"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{append(gen, "--do_sample", "--temperature", "0"), "--temperature 0: want a number > 0"},
+		{append(gen, "--do_sample", "--temperature", "-1"), "--temperature -1"},
+		{append(gen, "--do_sample", "--temperature", "nan"), "--temperature NaN"},
+		{append(gen, "--do_sample", "--top_p", "0"), "--top_p 0: want a number in (0, 1]"},
+		{append(gen, "--do_sample", "--top_p", "2"), "--top_p 2"},
+		{append(gen, "--do_sample", "--top_k", "-5"), "--top_k -5: want an integer ≥ 0"},
+		{append(gen, "--max_new_tokens", "0"), "--max_new_tokens 0: want an integer ≥ 1"},
+		{[]string{"generate", "--model", fixture, "--prompt_ids", "1,,2"}, "token id #2 of \"1,,2\" is empty"},
+		{[]string{"tokenize", "--tokenizer", "../../recipes/tiny/model", "--decode", "3,"}, "token id #2 of \"3,\" is empty"},
+		{append(est, "--seq", "-5"), "--seq -5: want an integer ≥ 0"},
+		{append(est, "--batch", "0"), "--batch 0: want an integer ≥ 1"},
+		{append(est, "--num_devices", "-2"), "--num_devices -2"},
+		{append(est, "--zero_stage", "4"), "--zero_stage 4: want 0, 1, 2 or 3"},
+		{append(est, "--lora", "--lora_r", "0"), "--lora_r 0"},
+		{append(est, "--seq", "1000000000", "--batch", "1000000000"), "overflow"},
+		{[]string{"sft", "/dev/zero"}, "/dev/zero: larger than 1024 KiB, not a recipe"},
+	} {
+		t.Run(strings.Join(tc.args[1:], " "), func(t *testing.T) {
+			code, _, stderr := runCLI(t, tc.args...)
+			assert.Equal(t, 1, code)
+			assert.Contains(t, stderr, tc.want)
+		})
+	}
+}
+
+// TestGenerateFitsTheModelsPositions: a continuation is capped at the model's positions, with a
+// note, and sampling flags without --do_sample are reported as unused.
+func TestGenerateFitsTheModelsPositions(t *testing.T) {
+	ids := strings.TrimSuffix(strings.Repeat("5,", 120), ",")
+	code, stdout, stderr := runCLI(t, "generate", "--model", fixture, "--prompt_ids", ids, "--max_new_tokens", "50",
+		"--temperature", "0.5", "--json")
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stderr, "--max_new_tokens capped at 8: the prompt has 120 tokens and the model 128 positions")
+	assert.Contains(t, stderr, "--temperature only apply with --do_sample")
+	var r struct{ IDs []int32 }
+	require.NoError(t, json.Unmarshal([]byte(lastLine(stdout)), &r))
+	assert.LessOrEqual(t, len(r.IDs), 8)
+
+	code, _, stderr = runCLI(t, "generate", "--model", fixture, "--prompt_ids", strings.TrimSuffix(strings.Repeat("5,", 128), ","))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "the prompt has 128 tokens; the model has 128 positions")
+}
+
+// TestJSONOutputKeepsChatMarkup: --json prints chat markup as it is, as Python's json.dumps with
+// ensure_ascii=False would, not as \u003c…\u003e.
+func TestJSONOutputKeepsChatMarkup(t *testing.T) {
+	code, stdout, stderr := runCLI(t, "tokenize", "--tokenizer", "../../recipes/tiny/model", "--text", "<|im_end|>", "--json")
+	require.Equal(t, 0, code, stderr)
+	var enc struct{ IDs []int }
+	require.NoError(t, json.Unmarshal([]byte(lastLine(stdout)), &enc))
+	ids := strings.Trim(strings.Join(strings.Fields(strings.Trim(fmt.Sprint(enc.IDs), "[]")), ","), ",")
+	code, stdout, stderr = runCLI(t, "tokenize", "--tokenizer", "../../recipes/tiny/model", "--decode", ids, "--json")
+	require.Equal(t, 0, code, stderr)
+	assert.Equal(t, `{"text":"<|im_end|>"}`, lastLine(stdout))
+}
+
+func TestEvalOfNothingIsAnError(t *testing.T) {
+	dir := demoModel(t)
+	empty := filepath.Join(t.TempDir(), "empty.jsonl")
+	require.NoError(t, os.WriteFile(empty, nil, 0o644))
+	code, _, stderr := runCLI(t, "eval", "--model", dir, "--data", empty, "--json")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "nothing to score: "+empty+" has no text")
 }

@@ -58,3 +58,38 @@ func abs(x float64) float64 {
 	}
 	return x
 }
+
+// TestLoRADemoIsMergeable trains the bundled LoRA recipe (a from-scratch base) for two steps: its
+// output names the base saved beside it, so merge works without --model and the merged model
+// scores as the base with the adapter does.
+func TestLoRADemoIsMergeable(t *testing.T) {
+	t.Chdir("../..")
+	out := filepath.Join(t.TempDir(), "lora")
+	code, stdout, stderr := runCLI(t, "sft", "recipes/tiny/sft/config_lora.yaml", "--max_steps=2", "--eval_strategy=no",
+		"--report_to=none", "--per_device_train_batch_size=8", "--output_dir="+out)
+	require.Equal(t, 0, code, stderr)
+	require.Contains(t, stdout, "trained 2 steps")
+	base := filepath.Join(out, "base_model")
+	assert.FileExists(t, filepath.Join(base, "model.safetensors"))
+	var cfg struct {
+		BaseModel string `json:"base_model_name_or_path"`
+	}
+	require.NoError(t, json.Unmarshal(must(os.ReadFile(filepath.Join(out, "adapter_config.json"))), &cfg))
+	assert.Equal(t, base, cfg.BaseModel)
+
+	merged := filepath.Join(t.TempDir(), "merged")
+	code, stdout, stderr = runCLI(t, "merge", "--adapter", out, "--out", merged)
+	require.Equal(t, 0, code, stderr)
+	assert.Contains(t, stdout, "merged")
+	data := filepath.Join(t.TempDir(), "eval.jsonl")
+	require.NoError(t, os.WriteFile(data, []byte(`{"text": "<|im_start|>user\nsort: cab<|im_end|>\n<|im_start|>assistant\nabc<|im_end|>"}`+"\n"), 0o644))
+	loss := func(args ...string) float64 {
+		t.Helper()
+		code, stdout, stderr := runCLI(t, append([]string{"eval", "--data", data, "--json"}, args...)...)
+		require.Equal(t, 0, code, stderr)
+		var r struct{ Loss float64 }
+		require.NoError(t, json.Unmarshal([]byte(lastLine(stdout)), &r))
+		return r.Loss
+	}
+	assert.InDelta(t, loss("--model", base, "--adapter", out), loss("--model", merged), 1e-4)
+}
