@@ -223,11 +223,12 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		pub.abort()
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
+	if res.Train.NothingToDo { // no model card, push or plot: the directory stays as it was
+		pub.abort()
+		return &res, nil
+	}
 	if err := pub.finish(ctx, r, outputDir, adapter != nil, &res); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
-	}
-	if res.Train.NothingToDo {
-		return &res, nil
 	}
 	if err := plotLoss(filepath.Join(outputDir, "loss.png"), res.Train.State.LogHistory); err != nil {
 		log.Warn("loss plot not written", "error", err)

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"handbook"
 	"handbook/model"
 	"handbook/tokenizer"
 )
@@ -22,8 +21,9 @@ import (
 // window, oldest turns dropped first.
 func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("chat", stderr)
-	name := fs.String("model", "", "model directory or Hugging Face Hub model id")
-	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) applied on top of --model")
+	name := fs.String("model", "", "model directory or Hub repository id")
+	adapter := fs.String("adapter", "", "LoRA adapter directory (PEFT format) or Hub repository id, applied on top of --model")
+	revision := revisionFlag(fs)
 	system := fs.String("system", "", "system message that opens the conversation")
 	sampling := addSamplingFlags(fs, 256)
 	if err := fs.Parse(args); err != nil {
@@ -36,9 +36,9 @@ func runChat(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	dir, err := handbook.ModelDir(ctx, *name, "")
-	if err != nil {
-		return fmt.Errorf("--model: %w", err)
+	dir := *name
+	if err := errors.Join(resolveDir(ctx, "model", &dir, *revision), resolveDir(ctx, "adapter", adapter, "")); err != nil {
+		return err
 	}
 	m, err := loadModelWithAdapter(dir, *adapter, stderr)
 	if err != nil {
