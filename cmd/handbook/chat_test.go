@@ -22,8 +22,9 @@ import (
 )
 
 // demoModel writes the tiny demo model (recipes/tiny/model: config, tokenizer, chat template)
-// with seeded random weights into a temporary directory.
-func demoModel(t *testing.T) string {
+// with seeded random weights into a temporary directory; edit, when given, changes the weights
+// before they are saved.
+func demoModel(t *testing.T, edit ...func(model.Weights)) string {
 	t.Helper()
 	t.Setenv("GOMLX_BACKEND", "go")
 	dir := t.TempDir()
@@ -35,6 +36,9 @@ func demoModel(t *testing.T) string {
 	m, err := model.Init(b, dir, 0, 7)
 	require.NoError(t, err)
 	defer m.Finalize()
+	for _, e := range edit {
+		e(m.Weights)
+	}
 	require.NoError(t, m.Save(dir, model.SaveOptions{}))
 	return dir
 }

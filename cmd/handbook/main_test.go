@@ -5,13 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"handbook/model"
 )
 
 const fixture = "../../testdata/models/llama_gqa"
@@ -181,11 +185,28 @@ func TestJSONOutputKeepsChatMarkup(t *testing.T) {
 	assert.Equal(t, `{"text":"<|im_end|>"}`, lastLine(stdout))
 }
 
-func TestEvalOfNothingIsAnError(t *testing.T) {
+// TestEvalFailsInsteadOfNaN: an empty data file and a model whose loss is NaN are errors, not a
+// NaN score (which --json could not even print).
+func TestEvalFailsInsteadOfNaN(t *testing.T) {
 	dir := demoModel(t)
 	empty := filepath.Join(t.TempDir(), "empty.jsonl")
 	require.NoError(t, os.WriteFile(empty, nil, 0o644))
 	code, _, stderr := runCLI(t, "eval", "--model", dir, "--data", empty, "--json")
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr, "nothing to score: "+empty+" has no text")
+
+	broken := demoModel(t, func(w model.Weights) {
+		norm := w["model.norm.weight"]
+		nan := make([]float32, norm.Shape().Size())
+		for i := range nan {
+			nan[i] = float32(math.NaN())
+		}
+		w["model.norm.weight"] = tensors.FromFlatDataAndDimensions(nan, norm.Shape().Dimensions...)
+	})
+	text := filepath.Join(t.TempDir(), "text.jsonl")
+	require.NoError(t, os.WriteFile(text, []byte(`{"text": "abc def"}`+"\n"), 0o644))
+	code, _, stderr = runCLI(t, "eval", "--model", broken, "--data", text, "--json")
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr, "loss over")
+	assert.Contains(t, stderr, "is NaN")
 }
