@@ -2,6 +2,7 @@ package tokenizer
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -70,56 +71,33 @@ func TestLongWordIsNotQuadratic(t *testing.T) {
 	require.True(t, longWord == tok.Decode(ids, false), "decode(encode(x)) != x for the 14 KB word")
 }
 
-// BenchmarkRenderChatTemplate renders Qwen3's template for a 8-turn
-// conversation guarded (the sandbox) and with the plain jinja library.
+// BenchmarkRenderChatTemplate renders Qwen3's template for an 8-turn and a 2000-turn conversation,
+// guarded (the sandbox) and with the plain jinja library; both build the template variables.
 func BenchmarkRenderChatTemplate(b *testing.B) {
 	tmpl, err := loadFixture(b, "qwen3").ChatTemplate("")
 	require.NoError(b, err)
-	msgs := longConversation(8)
-	b.Run("sandboxed", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := tmpl.Render(msgs, RenderOptions{AddGenerationPrompt: true}); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-	b.Run("plain", func(b *testing.B) {
-		plain, err := jinja.Compile(tmpl.Source)
-		require.NoError(b, err)
-		for b.Loop() {
-			vars, err := tmpl.vars(msgs, RenderOptions{AddGenerationPrompt: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := plain.RenderValues(vars); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
-}
-
-func BenchmarkRenderLongConversation(b *testing.B) {
-	tmpl, err := loadFixture(b, "qwen3").ChatTemplate("")
+	plain, err := jinja.Compile(tmpl.Source)
 	require.NoError(b, err)
-	msgs := longConversation(2000)
-	b.Run("sandboxed", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := tmpl.Render(msgs, RenderOptions{AddGenerationPrompt: true}); err != nil {
-				b.Fatal(err)
+	opts := RenderOptions{AddGenerationPrompt: true}
+	for _, turns := range []int{8, 2000} {
+		msgs := longConversation(turns)
+		b.Run(fmt.Sprintf("turns=%d/sandboxed", turns), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := tmpl.Render(msgs, opts); err != nil {
+					b.Fatal(err)
+				}
 			}
-		}
-	})
-	b.Run("plain", func(b *testing.B) {
-		plain, err := jinja.Compile(tmpl.Source)
-		require.NoError(b, err)
-		for b.Loop() {
-			vars, err := tmpl.vars(msgs, RenderOptions{AddGenerationPrompt: true})
-			if err != nil {
-				b.Fatal(err)
+		})
+		b.Run(fmt.Sprintf("turns=%d/plain", turns), func(b *testing.B) {
+			for b.Loop() {
+				vars, err := tmpl.vars(msgs, opts)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := plain.RenderValues(vars); err != nil {
+					b.Fatal(err)
+				}
 			}
-			if _, err := plain.RenderValues(vars); err != nil {
-				b.Fatal(err)
-			}
-		}
-	})
+		})
+	}
 }

@@ -22,6 +22,13 @@
 // merged BPE pairs in quadratic time. Here BPE merges use a heap over a linked
 // list of symbols, O(n log n) in the word length.
 //
+// A model repository is untrusted input. Chat templates render inside a
+// TemplateBudget (range size as in Python's sandboxed Jinja, call and value
+// depth, output, memory, steps; see internal/sandbox for how the library is
+// guarded) and honour RenderOptions.Context; tokenizer.json regexes match
+// under DefaultRegexTimeout (SetRegexTimeout). Each overrun is an error naming
+// the template or the pattern.
+//
 // Chat templates run on github.com/ardanlabs/jinja with HF's globals
 // (messages, add_generation_prompt, bos_token, eos_token, tools, documents,
 // raise_exception, strftime_now, extra kwargs such as enable_thinking). Messages

@@ -28,17 +28,9 @@ func TestMergeEqualsAdapter(t *testing.T) {
 	data, err := json.Marshal(ref.InputIDs)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(tokens, data, 0o644))
-	loss := func(args ...string) float64 {
-		t.Helper()
-		code, stdout, stderr := runCLI(t, append([]string{"eval", "--tokens", tokens, "--json"}, args...)...)
-		require.Equal(t, 0, code, stderr)
-		var r struct{ Loss float64 }
-		require.NoError(t, json.Unmarshal([]byte(lastLine(stdout)), &r))
-		return r.Loss
-	}
-	base := loss("--model", fixture)
-	adapted := loss("--model", fixture, "--adapter", adapterFixture)
-	merged := loss("--model", out)
+	base := evalLoss(t, "--tokens", tokens, "--model", fixture)
+	adapted := evalLoss(t, "--tokens", tokens, "--model", fixture, "--adapter", adapterFixture)
+	merged := evalLoss(t, "--tokens", tokens, "--model", out)
 	assert.InDelta(t, adapted, merged, 1e-5)
 	assert.Greater(t, abs(adapted-base), 1e-3, "the adapter changes the model")
 
@@ -83,13 +75,15 @@ func TestLoRADemoIsMergeable(t *testing.T) {
 	assert.Contains(t, stdout, "merged")
 	data := filepath.Join(t.TempDir(), "eval.jsonl")
 	require.NoError(t, os.WriteFile(data, []byte(`{"text": "<|im_start|>user\nsort: cab<|im_end|>\n<|im_start|>assistant\nabc<|im_end|>"}`+"\n"), 0o644))
-	loss := func(args ...string) float64 {
-		t.Helper()
-		code, stdout, stderr := runCLI(t, append([]string{"eval", "--data", data, "--json"}, args...)...)
-		require.Equal(t, 0, code, stderr)
-		var r struct{ Loss float64 }
-		require.NoError(t, json.Unmarshal([]byte(lastLine(stdout)), &r))
-		return r.Loss
-	}
-	assert.InDelta(t, loss("--model", base, "--adapter", out), loss("--model", merged), 1e-4)
+	assert.InDelta(t, evalLoss(t, "--data", data, "--model", base, "--adapter", out), evalLoss(t, "--data", data, "--model", merged), 1e-4)
+}
+
+// evalLoss runs `handbook eval --json` with args and returns its loss.
+func evalLoss(t *testing.T, args ...string) float64 {
+	t.Helper()
+	code, stdout, stderr := runCLI(t, append([]string{"eval", "--json"}, args...)...)
+	require.Equal(t, 0, code, stderr)
+	var r struct{ Loss float64 }
+	require.NoError(t, json.Unmarshal([]byte(lastLine(stdout)), &r))
+	return r.Loss
 }

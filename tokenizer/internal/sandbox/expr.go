@@ -485,15 +485,7 @@ func (p *parser) postfix(e node, filters bool) (node, error) {
 			if attr.kind != tokName && attr.kind != tokInt {
 				return nil, fmt.Errorf("expected attribute name after '.', got %q", attr.raw)
 			}
-			e = attrNode{e, attr.raw}
-			if p.peek().kind == tokLParen {
-				p.next()
-				c := callNode{fn: e}
-				if c.args, c.kwargs, err = p.callArgs(); err != nil {
-					return nil, err
-				}
-				e = c
-			}
+			e = attrNode{e, attr.raw} // a method call is this attribute called by the next turn
 		case t.kind == tokLBracket:
 			p.next()
 			if e, err = p.subscript(e); err != nil {

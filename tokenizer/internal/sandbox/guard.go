@@ -409,11 +409,7 @@ func (r *run) predictFilter(name string, args []jinja.Value, kwargs map[string]j
 		}
 		width := int64(4)
 		if w, ok := arg(1, "width"); ok {
-			if w.IsString() {
-				width = int64(len(w.AsString()))
-			} else {
-				width = max(toInt(w), 0)
-			}
+			width = padWidth(w)
 		}
 		lines := int64(strings.Count(str, "\n")+strings.Count(str, "\r")+strings.Count(str, "\v")+strings.Count(str, "\f")+
 			strings.Count(str, "\x1c")+strings.Count(str, "\x1d")+strings.Count(str, "\x1e")+
@@ -426,11 +422,7 @@ func (r *run) predictFilter(name string, args []jinja.Value, kwargs map[string]j
 		}
 		indent := int64(0)
 		if v, ok := arg(1, "indent"); ok {
-			if v.IsString() {
-				indent = int64(len(v.AsString()))
-			} else {
-				indent = max(toInt(v), 0)
-			}
+			indent = padWidth(v)
 		}
 		return satAdd(w.bytes, satMul(w.nodes, satAdd(4, satMul(indent, int64(w.deepest+1))))), nil
 	case "list", "items", "reverse":
@@ -474,6 +466,14 @@ func (r *run) predictFilter(name string, args []jinja.Value, kwargs map[string]j
 		return satMul(int64(len(printValue(in))), valueBytes), nil
 	}
 	return 0, nil
+}
+
+// padWidth is the width an indent argument pads with: a string is used as is, a number of spaces.
+func padWidth(v jinja.Value) int64 {
+	if v.IsString() {
+		return int64(len(v.AsString()))
+	}
+	return max(toInt(v), 0)
 }
 
 func bitLen(n int64) int {

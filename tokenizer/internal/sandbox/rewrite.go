@@ -360,6 +360,17 @@ func findKeyword(s, kw string) int {
 
 func paren(s string) string { return "(" + s + ")" }
 
+// sequence prints a list or tuple literal of printed items.
+func sequence(items []string, tuple bool) string {
+	switch {
+	case !tuple:
+		return "[" + strings.Join(items, ", ") + "]"
+	case len(items) == 1:
+		return "(" + items[0] + ",)"
+	}
+	return "(" + strings.Join(items, ", ") + ")"
+}
+
 // expr prints e with guards; every composite sub-expression is parenthesized so
 // the library parses the same tree back.
 func (r *rewriter) expr(e node) (string, error) {
@@ -502,13 +513,7 @@ func (r *rewriter) expr(e node) (string, error) {
 			}
 			items[i] = paren(s)
 		}
-		switch {
-		case !n.tuple:
-			return "[" + strings.Join(items, ", ") + "]", nil
-		case len(items) == 1:
-			return "(" + items[0] + ",)", nil
-		}
-		return "(" + strings.Join(items, ", ") + ")", nil
+		return sequence(items, n.tuple), nil
 	case dictNode:
 		pairs := make([]string, len(n.keys))
 		for i := range n.keys {
@@ -657,13 +662,7 @@ func (r *rewriter) verbatim(e node) string {
 		for i, it := range n.items {
 			items[i] = paren(r.verbatim(it))
 		}
-		switch {
-		case !n.tuple:
-			return "[" + strings.Join(items, ", ") + "]"
-		case len(items) == 1:
-			return "(" + items[0] + ",)"
-		}
-		return "(" + strings.Join(items, ", ") + ")"
+		return sequence(items, n.tuple)
 	case sliceNode:
 		parts := make([]string, 3)
 		for i, b := range []node{n.start, n.stop, n.step} {
