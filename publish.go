@@ -23,8 +23,8 @@ import (
 )
 
 // pushIgnore are the paths of an output directory a push leaves out, as transformers' Trainer
-// does ("_*", "checkpoint-*"), plus the engine's checkpoints being written.
-var pushIgnore = []string{"_*", "checkpoint-*", ".checkpoint-*"}
+// does ("_*", "checkpoint-*"), plus the engine's checkpoints being written and the run's lock.
+var pushIgnore = []string{"_*", "checkpoint-*", ".checkpoint-*", train.LockFile}
 
 // PushOptions say where Push puts a directory.
 type PushOptions struct {

@@ -99,9 +99,9 @@ func TestCLIErrors(t *testing.T) {
 	}{
 		{"unknown command", []string{"frobnicate"}, `unknown command "frobnicate"`},
 		{"no model", []string{"generate", "--prompt_ids", "1"}, "--model is required"},
-		{"both prompts", []string{"generate", "--model", fixture, "--prompt", "hi", "--prompt_ids", "1"}, "exactly one of --prompt and --prompt_ids"},
+		{"both prompts", []string{"generate", "--model", fixture, "--prompt", "hi", "--prompt_ids", "1"}, "exactly one of --prompt, --prompt_ids and --messages"},
 		{"bad ids", []string{"generate", "--model", fixture, "--prompt_ids", "1,x"}, `token id #2 "x"`},
-		{"text without tokenizer", []string{"generate", "--model", fixture, "--prompt", "hi"}, "needs tokenizer.json"},
+		{"text without tokenizer", []string{"generate", "--model", fixture, "--prompt", "hi"}, "need tokenizer.json"},
 		{"id outside vocab", []string{"eval", "--model", fixture, "--tokens", tokens}, "token id 999999 is outside the vocabulary"},
 		{"missing model dir", []string{"eval", "--model", "/nonexistent", "--tokens", tokens}, "/nonexistent"},
 	} {
