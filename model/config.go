@@ -19,6 +19,15 @@ const (
 	Qwen2   Family = "qwen2"
 	Qwen3   Family = "qwen3"
 	Gemma   Family = "gemma"
+	// Starcoder2 is BigCode's StarCoder2: LayerNorm with bias, a GELU MLP (c_fc/c_proj), biases
+	// on every linear layer, a sliding window on every layer.
+	Starcoder2 Family = "starcoder2"
+	// Mixtral is Mistral's sparse mixture of experts: each layer routes every token to its top-k
+	// experts (mixtral.go).
+	Mixtral Family = "mixtral"
+	// SmolLM3 is Llama with NoPE layers: every no_rope_layer_interval-th layer has no rotary
+	// embedding (smollm3.go).
+	SmolLM3 Family = "smollm3"
 )
 
 // architectures maps each family to the transformers class written into config.json.
@@ -28,6 +37,10 @@ var architectures = map[Family]string{
 	Qwen2:   "Qwen2ForCausalLM",
 	Qwen3:   "Qwen3ForCausalLM",
 	Gemma:   "GemmaForCausalLM",
+
+	Starcoder2: "Starcoder2ForCausalLM",
+	Mixtral:    "MixtralForCausalLM",
+	SmolLM3:    "SmolLM3ForCausalLM",
 }
 
 // SupportedFamilies lists the model_type values this package implements, sorted.
@@ -98,6 +111,25 @@ type Config struct {
 	EOSTokenID            TokenIDs     `json:"eos_token_id"`
 	PadTokenID            TokenIDs     `json:"pad_token_id"`
 
+	// Starcoder2: LayerNorm's epsilon and the bias switch of every linear layer.
+	NormEpsilon float64 `json:"norm_epsilon"`
+	UseBias     bool    `json:"use_bias"`
+	// Mixtral's sparse MoE block: experts, experts per token, and the load-balancing loss.
+	NumLocalExperts    int     `json:"num_local_experts"`
+	NumExpertsPerTok   int     `json:"num_experts_per_tok"`
+	OutputRouterLogits bool    `json:"output_router_logits"`
+	RouterAuxLossCoef  float64 `json:"router_aux_loss_coef"`
+	RouterJitterNoise  float64 `json:"router_jitter_noise"`
+	// SmolLM3's NoPE layers: no_rope_layers[i] is 1 where layer i applies RoPE, 0 where it does
+	// not; absent, every no_rope_layer_interval-th layer is NoPE.
+	NoRopeLayers        []int `json:"no_rope_layers"`
+	NoRopeLayerInterval int   `json:"no_rope_layer_interval"`
+	// Dropout probabilities transformers applies in training (attention probabilities;
+	// Starcoder2's embeddings and residual branches).
+	AttentionDropout float64 `json:"attention_dropout"`
+	EmbeddingDropout float64 `json:"embedding_dropout"`
+	ResidualDropout  float64 `json:"residual_dropout"`
+
 	// raw keeps every key of the file so Save writes back what it did not interpret.
 	raw map[string]json.RawMessage
 }
@@ -161,6 +193,8 @@ func familyDefaults(f Family) Config {
 		c.VocabSize, c.HiddenSize, c.IntermediateSize, c.NumHiddenLayers = 256000, 3072, 24576, 28
 		c.NumAttentionHeads, c.NumKeyValueHeads, c.HeadDim, c.MaxPositionEmbeddings = 16, 16, 256, 8192
 		c.HiddenAct, c.TieWordEmbeddings = "gelu_pytorch_tanh", true
+	case Starcoder2, Mixtral, SmolLM3:
+		newFamilyDefaults(&c)
 	}
 	return c
 }
@@ -198,6 +232,7 @@ func ParseConfig(data []byte) (*Config, error) {
 	if c.RopeParameters != nil && c.RopeParameters.Theta != 0 {
 		c.RopeTheta = c.RopeParameters.Theta
 	}
+	c.deriveFamilyFields()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config.json: %w", err)
 	}
@@ -264,7 +299,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("layer_types[%d]: unknown attention type %q", i, t)
 		}
 	}
-	return nil
+	return c.validateFamily()
 }
 
 // Rope returns the active rope scaling block (rope_parameters wins over rope_scaling), or nil.
@@ -299,15 +334,17 @@ func (c *Config) LayerSlidingWindow(i int) int {
 	if c.SlidingWindow == nil || *c.SlidingWindow <= 0 {
 		return 0
 	}
-	if len(c.LayerTypes) > i {
+	if len(c.LayerTypes) > i && c.ModelType != SmolLM3 {
 		if c.LayerTypes[i] == "sliding_attention" {
 			return *c.SlidingWindow
 		}
 		return 0
 	}
 	switch c.ModelType {
-	case Mistral:
+	case Mistral, Starcoder2, Mixtral:
 		return *c.SlidingWindow
+	case SmolLM3:
+		return c.smolLM3SlidingWindow(i)
 	case Qwen2, Qwen3:
 		if c.UseSlidingWindow && i >= c.MaxWindowLayers {
 			return *c.SlidingWindow

@@ -17,6 +17,12 @@ type Decoder struct {
 	Config *Config
 	// Linear computes every linear layer; nil means Dense.
 	Linear Linear
+	// WeightAdapter, when set, adapts the weights used whole (the MoE router and experts).
+	WeightAdapter WeightAdapter
+	// RouterAuxLossCoef weighs a mixture-of-experts model's load-balancing loss in training
+	// objectives (LogitsAndAuxLoss); 0 leaves it out. Load sets router_aux_loss_coef when the
+	// config's output_router_logits is true, as transformers' forward adds it.
+	RouterAuxLossCoef float64
 	// GradientCheckpointing recomputes each layer's activations in the backward pass instead of
 	// keeping them, trading compute for memory (transformers' gradient_checkpointing).
 	GradientCheckpointing bool
@@ -61,6 +67,9 @@ type attentionContext struct {
 	// rowsCanBeEmpty is set when a query may have no key to attend to (padding), so the
 	// hand-written attention gradient must mask its score adjoints like Where's gradient does.
 	rowsCanBeEmpty bool
+	// routerLogits collects each MoE layer's router logits [tokens, experts], in layer order,
+	// for the load-balancing loss.
+	routerLogits []*Node
 }
 
 func (d *Decoder) linear(fast bool) Linear {
@@ -94,6 +103,12 @@ func (d *Decoder) Head(p Params, hidden *Node) *Node {
 
 // Hidden returns the final normalized hidden states [batch, seq, hidden].
 func (d *Decoder) Hidden(p Params, b Batch) *Node {
+	h, _ := d.hidden(p, b)
+	return h
+}
+
+// hidden is Hidden, also returning the forward pass's context (the MoE router logits).
+func (d *Decoder) hidden(p Params, b Batch) (*Node, *attentionContext) {
 	ids := b.InputIDs
 	g := ids.Graph()
 	batch, seq := ids.Shape().Dim(0), ids.Shape().Dim(1)
@@ -104,7 +119,7 @@ func (d *Decoder) Hidden(p Params, b Batch) *Node {
 	queryIdx := Iota(g, shapes.Make(dtypes.Int32, seq), 0)
 	keyIdx := queryIdx
 	ctx := d.newAttentionContext(positions, queryIdx, keyIdx, b.AttentionMask, b.SegmentIDs, nil)
-	return d.run(p, ids, ctx)
+	return d.run(p, ids, ctx), ctx
 }
 
 // newAttentionContext prepares RoPE tables and the attention masks shared by all layers.
@@ -145,15 +160,35 @@ func (d *Decoder) run(p Params, ids *Node, ctx *attentionContext) *Node {
 	if d.GradientCheckpointing {
 		x = x.StopCheckpoint()
 	}
-	return d.rmsNorm(p["model.norm.weight"], x)
+	return d.norm(p, "model.norm", x)
 }
 
 func (d *Decoder) layer(p Params, i int, x *Node, ctx *attentionContext) *Node {
 	prefix := fmt.Sprintf("model.layers.%d.", i)
-	h := d.rmsNorm(p[prefix+"input_layernorm.weight"], x)
+	h := d.norm(p, prefix+"input_layernorm", x)
 	x = Add(x, d.attention(p, i, prefix+"self_attn", h, ctx))
-	h = d.rmsNorm(p[prefix+"post_attention_layernorm.weight"], x)
-	return Add(x, d.mlp(p, prefix+"mlp", h, ctx))
+	h = d.norm(p, prefix+"post_attention_layernorm", x)
+	return Add(x, d.feedForward(p, prefix, h, ctx))
+}
+
+// norm is the family's normalization of module: LayerNorm with bias (Starcoder2) or RMSNorm.
+func (d *Decoder) norm(p Params, module string, x *Node) *Node {
+	if d.Config.ModelType == Starcoder2 {
+		return layerNorm(p[module+".weight"], p[module+".bias"], x, d.Config.NormEpsilon)
+	}
+	return d.rmsNorm(p[module+".weight"], x)
+}
+
+// feedForward is the family's MLP of the layer at prefix: Starcoder2's c_fc/c_proj, Mixtral's
+// sparse mixture of experts, or the gated MLP of the others.
+func (d *Decoder) feedForward(p Params, prefix string, x *Node, ctx *attentionContext) *Node {
+	switch d.Config.ModelType {
+	case Starcoder2:
+		return d.starcoder2MLP(p, prefix+"mlp", x, ctx)
+	case Mixtral:
+		return d.sparseMoE(p, prefix+moeModule, x, ctx)
+	}
+	return d.mlp(p, prefix+"mlp", x, ctx)
 }
 
 func (d *Decoder) mlp(p Params, module string, x *Node, ctx *attentionContext) *Node {
@@ -176,8 +211,10 @@ func (d *Decoder) attention(p Params, layer int, module string, x *Node, ctx *at
 		q = d.rmsNorm(p[module+".q_norm.weight"], q)
 		k = d.rmsNorm(p[module+".k_norm.weight"], k)
 	}
-	q = ctx.applyRope(q)
-	k = ctx.applyRope(k)
+	if cfg.UsesRope(layer) {
+		q = ctx.applyRope(q)
+		k = ctx.applyRope(k)
+	}
 
 	// [batch, heads, seq, hd] layouts.
 	q = TransposeAllAxes(q, 0, 2, 1, 3)

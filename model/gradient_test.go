@@ -1,7 +1,7 @@
 package model
 
 import (
-	"math"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -9,8 +9,6 @@ import (
 	"github.com/gomlx/gomlx/core/tensors"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"handbook/safetensors"
 )
 
 // TestGradientsMatchTorch compares d(loss)/d(weight) for every weight with torch autograd's,
@@ -39,24 +37,7 @@ func TestGradientsMatchTorch(t *testing.T) {
 		require.NoError(t, err)
 		assert.InDelta(t, ref.GradLoss, tensors.ToScalar[float32](out[0]), 1e-5)
 
-		want, err := safetensors.Open(filepath.Join(dir, "grads.safetensors"))
-		require.NoError(t, err)
-		require.ElementsMatch(t, names, want.Names())
-		for i, name := range names {
-			wt, err := want.Tensor(name)
-			require.NoError(t, err)
-			wv, err := wt.Float32s()
-			require.NoError(t, err)
-			gv, err := tensors.CopyFlatData[float32](out[i+1])
-			require.NoError(t, err)
-			var maxRef, maxDiff float64
-			for j := range wv {
-				maxRef = math.Max(maxRef, math.Abs(float64(wv[j])))
-				maxDiff = math.Max(maxDiff, math.Abs(float64(wv[j]-gv[j])))
-			}
-			assert.LessOrEqual(t, maxDiff, 1e-4*maxRef, "checkpointing=%v %s: max|Δ| %g, max|grad| %g", checkpointing, name, maxDiff, maxRef)
-		}
-		want.Close()
+		assertGradientsMatch(t, filepath.Join(dir, "grads.safetensors"), names, out[1:], fmt.Sprintf("checkpointing=%v", checkpointing))
 		exec.Finalize()
 	}
 }

@@ -194,3 +194,19 @@ func customGradient(inputs []*Node, forward func(in []*Node) *Node, backward fun
 	})
 	return out
 }
+
+// WeightAdapter is the seam for weights the decoder uses whole rather than through Linear: the
+// MoE router ([experts, hidden]) and the stacked experts ([experts, out, in]), which PEFT adapts
+// as target_parameters. AdaptWeight returns the weight a graph uses for target (a
+// Config.ParamTargets name) given its base value w; LoRA adds its low-rank update there.
+type WeightAdapter interface {
+	AdaptWeight(p Params, target string, w *Node) *Node
+}
+
+// adaptWeight passes a whole-used weight through the decoder's WeightAdapter, if any.
+func (d *Decoder) adaptWeight(p Params, target string, w *Node) *Node {
+	if d.WeightAdapter == nil {
+		return w
+	}
+	return d.WeightAdapter.AdaptWeight(p, target, w)
+}

@@ -27,7 +27,17 @@ func New(backend compute.Backend, cfg *Config, w Weights) (*Model, error) {
 	if err := checkWeights(cfg, w, "weights"); err != nil {
 		return nil, err
 	}
-	return &Model{Config: cfg, Weights: w, Decoder: &Decoder{Config: cfg}, backend: backend}, nil
+	return &Model{Config: cfg, Weights: w, Decoder: NewDecoder(cfg), backend: backend}, nil
+}
+
+// NewDecoder returns cfg's decoder as transformers' forward runs it: the router load-balancing
+// loss weighted by router_aux_loss_coef when output_router_logits is set.
+func NewDecoder(cfg *Config) *Decoder {
+	d := &Decoder{Config: cfg}
+	if cfg.OutputRouterLogits {
+		d.RouterAuxLossCoef = cfg.RouterAuxLossCoef
+	}
+	return d
 }
 
 // Backend returns the backend the model runs on.

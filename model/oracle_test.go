@@ -18,7 +18,8 @@ import (
 // fixtureDir holds the tiny transformers models written by tools/oracle/make_models.py.
 const fixtureDir = "../testdata/models"
 
-var fixtureNames = []string{"llama_gqa", "llama_tied", "mistral_sw", "qwen2_bias", "qwen3_qknorm", "gemma"}
+var fixtureNames = []string{"llama_gqa", "llama_tied", "mistral_sw", "qwen2_bias", "qwen3_qknorm", "gemma",
+	"starcoder2_bias", "mixtral_moe", "smollm3_nope"}
 
 type reference struct {
 	InputIDs [][]int32     `json:"input_ids"`

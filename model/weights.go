@@ -25,46 +25,79 @@ type ParamSpec struct {
 	Name string
 	Dims []int
 	Kind ParamKind
+	// Linear marks the weight of a module the decoder applies through the Linear seam (what
+	// LoRA's target_modules select). The MoE router and experts are used whole instead.
+	Linear bool
+}
+
+// specAdder collects ParamSpecs.
+type specAdder struct{ specs []ParamSpec }
+
+func (a *specAdder) add(name string, kind ParamKind, dims ...int) {
+	a.specs = append(a.specs, ParamSpec{Name: name, Dims: dims, Kind: kind})
+}
+
+// linear adds a Linear-seam module's weight [out, in] and, with bias, its bias [out].
+func (a *specAdder) linear(module string, out, in int, bias bool) {
+	a.specs = append(a.specs, ParamSpec{Name: module + ".weight", Dims: []int{out, in}, Kind: KindMatrix, Linear: true})
+	if bias {
+		a.add(module+".bias", KindBias, out)
+	}
 }
 
 // ParamSpecs lists every weight the config implies, in Hugging Face names, sorted by name.
 func (c *Config) ParamSpecs() []ParamSpec {
 	h, hd := c.HiddenSize, c.HeadDim
 	qOut, kvOut := c.NumAttentionHeads*hd, c.NumKeyValueHeads*hd
-	var specs []ParamSpec
-	add := func(name string, kind ParamKind, dims ...int) {
-		specs = append(specs, ParamSpec{Name: name, Dims: dims, Kind: kind})
-	}
-	linear := func(module string, out, in int, bias bool) {
-		add(module+".weight", KindMatrix, out, in)
-		if bias {
-			add(module+".bias", KindBias, out)
-		}
-	}
-	add("model.embed_tokens.weight", KindMatrix, c.VocabSize, h)
-	qkvBias := c.AttentionBias || c.ModelType == Qwen2
+	a := &specAdder{}
+	a.add("model.embed_tokens.weight", KindMatrix, c.VocabSize, h)
+	oBias := c.AttentionBias || (c.ModelType == Starcoder2 && c.UseBias)
+	qkvBias := oBias || c.ModelType == Qwen2
 	for i := 0; i < c.NumHiddenLayers; i++ {
 		p := fmt.Sprintf("model.layers.%d.", i)
-		add(p+"input_layernorm.weight", KindNormScale, h)
-		add(p+"post_attention_layernorm.weight", KindNormScale, h)
-		linear(p+"self_attn.q_proj", qOut, h, qkvBias)
-		linear(p+"self_attn.k_proj", kvOut, h, qkvBias)
-		linear(p+"self_attn.v_proj", kvOut, h, qkvBias)
-		linear(p+"self_attn.o_proj", h, qOut, c.AttentionBias)
+		c.normSpecs(a, p+"input_layernorm")
+		c.normSpecs(a, p+"post_attention_layernorm")
+		a.linear(p+"self_attn.q_proj", qOut, h, qkvBias)
+		a.linear(p+"self_attn.k_proj", kvOut, h, qkvBias)
+		a.linear(p+"self_attn.v_proj", kvOut, h, qkvBias)
+		a.linear(p+"self_attn.o_proj", h, qOut, oBias)
 		if c.ModelType == Qwen3 {
-			add(p+"self_attn.q_norm.weight", KindNormScale, hd)
-			add(p+"self_attn.k_norm.weight", KindNormScale, hd)
+			a.add(p+"self_attn.q_norm.weight", KindNormScale, hd)
+			a.add(p+"self_attn.k_norm.weight", KindNormScale, hd)
 		}
-		linear(p+"mlp.gate_proj", c.IntermediateSize, h, c.MLPBias)
-		linear(p+"mlp.up_proj", c.IntermediateSize, h, c.MLPBias)
-		linear(p+"mlp.down_proj", h, c.IntermediateSize, c.MLPBias)
+		c.feedForwardSpecs(a, p)
 	}
-	add("model.norm.weight", KindNormScale, h)
+	c.normSpecs(a, "model.norm")
 	if !c.TieWordEmbeddings {
-		linear("lm_head", c.VocabSize, h, false)
+		a.linear("lm_head", c.VocabSize, h, false)
 	}
+	specs := a.specs
 	sort.Slice(specs, func(i, j int) bool { return specs[i].Name < specs[j].Name })
 	return specs
+}
+
+// normSpecs adds a norm's scale (and LayerNorm's bias).
+func (c *Config) normSpecs(a *specAdder, module string) {
+	a.add(module+".weight", KindNormScale, c.HiddenSize)
+	if c.ModelType == Starcoder2 {
+		a.add(module+".bias", KindBias, c.HiddenSize)
+	}
+}
+
+// feedForwardSpecs adds layer prefix's MLP (or MoE block) weights.
+func (c *Config) feedForwardSpecs(a *specAdder, prefix string) {
+	h, inter := c.HiddenSize, c.IntermediateSize
+	switch c.ModelType {
+	case Starcoder2:
+		a.linear(prefix+"mlp.c_fc", inter, h, c.UseBias)
+		a.linear(prefix+"mlp.c_proj", h, inter, c.UseBias)
+	case Mixtral:
+		moeSpecs(c, a, prefix+moeModule)
+	default:
+		a.linear(prefix+"mlp.gate_proj", inter, h, c.MLPBias)
+		a.linear(prefix+"mlp.up_proj", inter, h, c.MLPBias)
+		a.linear(prefix+"mlp.down_proj", h, inter, c.MLPBias)
+	}
 }
 
 // Weights holds a model's parameters by Hugging Face name.

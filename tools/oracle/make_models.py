@@ -50,8 +50,11 @@ from transformers import (
     GemmaConfig,
     LlamaConfig,
     MistralConfig,
+    MixtralConfig,
     Qwen2Config,
     Qwen3Config,
+    SmolLM3Config,
+    Starcoder2Config,
 )
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -203,6 +206,64 @@ MODELS = {
         ),
         "hub_v4",
     ),
+    "starcoder2_bias": (
+        Starcoder2Config,
+        dict(
+            vocab_size=128,
+            hidden_size=64,
+            intermediate_size=128,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            use_bias=True,  # biases on q/k/v/o and c_fc/c_proj
+            norm_epsilon=1e-5,
+            sliding_window=8,
+            hidden_act="gelu_pytorch_tanh",
+            rope_theta=100000.0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        "hub_v4",
+    ),
+    "mixtral_moe": (
+        MixtralConfig,
+        dict(
+            vocab_size=128,
+            hidden_size=32,
+            intermediate_size=48,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            num_local_experts=4,
+            num_experts_per_tok=2,
+            router_aux_loss_coef=0.02,
+            sliding_window=16,
+            tie_word_embeddings=False,
+            hidden_act="silu",
+            rope_theta=1000000.0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        "hub_v4",
+    ),
+    "smollm3_nope": (
+        SmolLM3Config,
+        dict(
+            vocab_size=128,
+            hidden_size=64,
+            intermediate_size=96,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            no_rope_layer_interval=2,  # layer 1 of 2 is NoPE
+            use_sliding_window=True,
+            sliding_window=8,  # derived layer_types: the NoPE layer slides
+            tie_word_embeddings=True,
+            hidden_act="silu",
+            rope_theta=5000000.0,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+        ),
+        "hub_v4",
+    ),
 }
 
 # Hub-style config fix-ups applied after save_pretrained (see to_hub_v4).
@@ -213,6 +274,15 @@ HUB_EXTRA = {
     # Qwen2 checkpoints on the Hub carry a sliding_window value with use_sliding_window false; the window
     # must then be ignored. A small value makes a decoder that honours it anyway fail the logits test.
     "qwen2_bias": {"sliding_window": 4, "use_sliding_window": False, "max_window_layers": 1},
+    # StarCoder2 checkpoints carry the keys of BigCode's training code (transformers ignores them) and
+    # nonzero dropouts (inactive in eval).
+    "starcoder2_bias": {"norm_type": "layer_norm", "mlp_type": "default", "layer_norm_epsilon": 1e-5,
+                        "attention_dropout": 0.1, "residual_dropout": 0.1, "embedding_dropout": 0.1},
+}
+
+# Keys dropped from the saved config so that transformers derives them on load (the Go side must too).
+HUB_DROP = {
+    "smollm3_nope": ["no_rope_layers"],
 }
 
 
@@ -233,10 +303,12 @@ def randomize(model, family, gen):
     with torch.no_grad():
         for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
             n = torch.randn(p.shape, generator=gen, dtype=torch.float32)
-            if "norm" in name:
+            if "norm" in name and name.endswith(".bias"):
+                p.copy_(0.1 * n)  # LayerNorm's bias (StarCoder2)
+            elif "norm" in name:
                 # Gemma's RMSNorm computes x*(1+w): its weights are centred on 0; everyone else's on 1.
                 p.copy_(0.1 * n if family == "gemma" else 1.0 + 0.1 * n)
-            elif name.endswith(("o_proj.weight", "down_proj.weight")):
+            elif name.endswith(("o_proj.weight", "down_proj.weight", "c_proj.weight", "experts.down_proj")):
                 # Gemma multiplies embeddings by sqrt(hidden) before the residual stream; scale the
                 # residual writers alike so the layers still matter relative to the embedding.
                 scale = math.sqrt(model.config.hidden_size) if family == "gemma" else 1.0
@@ -257,7 +329,7 @@ def to_hub_v4(cfg, extra):
         cfg["rope_scaling"] = None
     if "dtype" in cfg:
         cfg["torch_dtype"] = cfg.pop("dtype")
-    cfg.pop("layer_types", None)  # Qwen: derived from use_sliding_window/max_window_layers
+    cfg.pop("layer_types", None)  # Qwen, SmolLM3: derived from use_sliding_window/max_window_layers/no_rope_layers
     cfg.update(extra)
     return dict(sorted(cfg.items()))
 
@@ -328,6 +400,9 @@ def family_summary(name, model, style):
     c = model.config
     rp = dict(c.rope_parameters)
     mt = c.model_type
+    mlp = {"starcoder2": "c_proj(act(c_fc(x)))", "mixtral": "sum_topk w_e * w2_e(act(w1_e x) * w3_e x)"}
+    norm = {"gemma": "x*rsqrt(mean(x^2)+eps)*(1+w) in f32", "starcoder2": "LayerNorm: (x-mean)/sqrt(var+eps)*w+b"}
+    bias = mt == "starcoder2" and bool(c.use_bias)
     s = {
         "model_type": mt,
         "config_style": style,
@@ -338,7 +413,8 @@ def family_summary(name, model, style):
         "num_attention_heads": c.num_attention_heads,
         "num_key_value_heads": c.num_key_value_heads,
         "head_dim": head_dim(c),
-        "rms_norm_eps": c.rms_norm_eps,
+        "rms_norm_eps": getattr(c, "rms_norm_eps", None),
+        "norm_epsilon": getattr(c, "norm_epsilon", None),
         "rope_theta": rp.get("rope_theta"),
         "rope_type": rp.get("rope_type", "default"),
         "rope_parameters": rp,
@@ -346,13 +422,16 @@ def family_summary(name, model, style):
         "attention_scaling": float(model.model.rotary_emb.attention_scaling),
         "tie_word_embeddings": bool(c.tie_word_embeddings),
         "activation": c.hidden_act,
-        "mlp": "down(act(gate(x)) * up(x))",
-        "qkv_bias": mt == "qwen2" or bool(getattr(c, "attention_bias", False)),
-        "o_bias": bool(getattr(c, "attention_bias", False)),
+        "mlp": mlp.get(mt, "down(act(gate(x)) * up(x))"),
+        "qkv_bias": mt == "qwen2" or bias or bool(getattr(c, "attention_bias", False)),
+        "o_bias": bias or bool(getattr(c, "attention_bias", False)),
         "qk_norm": mt == "qwen3",
         "sliding_window_effective": getattr(c, "sliding_window", None),
         "layer_types": getattr(c, "layer_types", None),
-        "norm": "x*rsqrt(mean(x^2)+eps)*(1+w) in f32" if mt == "gemma" else "w*(x*rsqrt(mean(x^2)+eps))",
+        "no_rope_layers": getattr(c, "no_rope_layers", None),
+        "num_local_experts": getattr(c, "num_local_experts", None),
+        "num_experts_per_tok": getattr(c, "num_experts_per_tok", None),
+        "norm": norm.get(mt, "w*(x*rsqrt(mean(x^2)+eps))"),
         "embed_scale": f32(torch.tensor(c.hidden_size**0.5, dtype=torch.float32)) if mt == "gemma" else 1.0,
         "attention_scale": head_dim(c) ** -0.5,
         "pad_token_id": c.pad_token_id,
@@ -362,9 +441,81 @@ def family_summary(name, model, style):
         "torch": torch.__version__,
         "transformers": transformers.__version__,
     }
-    if mt == "mistral":
+    if mt in ("mistral", "starcoder2", "mixtral"):
         s["sliding_window_rule"] = "query index i sees key index j iff i-W < j <= i (W tokens incl. itself)"
+    if mt == "smollm3":
+        # SmolLM3 windows only the layers layer_types marks sliding, and only with use_sliding_window.
+        s["sliding_window_effective"] = c.sliding_window if c.use_sliding_window and c.layer_types[0] == "sliding_attention" else None
+        s["sliding_window_per_layer"] = [c.sliding_window if c.use_sliding_window and t == "sliding_attention" else None
+                                         for t in c.layer_types]
     return s
+
+
+def disk_names(model, tensors):
+    """transformers 5 keeps Mixtral's experts fused in memory (mlp.experts.gate_up_proj [E,2I,H], down_proj
+    [E,H,I], router mlp.gate); save_pretrained writes the per-expert checkpoint names. Map tensors keyed by
+    in-memory parameter names onto the checkpoint's."""
+    out = {}
+    inter = model.config.intermediate_size
+    for k, v in tensors.items():
+        if ".mlp.experts.gate_up_proj" in k:
+            base = k.replace(".mlp.experts.gate_up_proj", ".block_sparse_moe.experts.")
+            for e in range(v.shape[0]):
+                out[f"{base}{e}.w1.weight"] = v[e, :inter].contiguous()
+                out[f"{base}{e}.w3.weight"] = v[e, inter:].contiguous()
+        elif ".mlp.experts.down_proj" in k:
+            base = k.replace(".mlp.experts.down_proj", ".block_sparse_moe.experts.")
+            for e in range(v.shape[0]):
+                out[f"{base}{e}.w2.weight"] = v[e].contiguous()
+        elif ".mlp.gate.weight" in k and model.config.model_type == "mixtral":
+            out[k.replace(".mlp.gate.", ".block_sparse_moe.gate.")] = v.contiguous()
+        else:
+            out[k] = v.contiguous()
+    return out
+
+
+def router_gap(router_logits, k):
+    """Smallest gap between the k-th and (k+1)-th router probability over all tokens and layers: how far
+    every routing decision is from a tie."""
+    gap = math.inf
+    for logits in router_logits:
+        p = torch.softmax(logits.float(), -1).sort(-1, descending=True).values
+        gap = min(gap, float((p[:, k - 1] - p[:, k]).min().detach()))
+    return gap
+
+
+def moe_reference(model, d, input_ids):
+    """Mixtral's training loss with the load-balancing term (output_router_logits=True), on input_ids and on a
+    right-padded batch as TRL's collators build it (labels -100 and attention mask 0 on the padding, which the
+    aux term excludes), and the gradients of the padded one in grads.safetensors (checkpoint names)."""
+    coef = model.config.router_aux_loss_coef
+    k = model.config.num_experts_per_tok
+    with torch.no_grad():
+        out = model(input_ids, labels=input_ids, output_router_logits=True)
+    gap = router_gap(out.router_logits, k)
+    tid = torch.full_like(input_ids, PAD)
+    tmask = torch.zeros_like(input_ids)
+    for b, n in enumerate(PADDED_LENGTHS):
+        tid[b, :n] = input_ids[b, :n]
+        tmask[b, :n] = 1
+    tlabels = tid.masked_fill(tmask == 0, -100)
+    model.zero_grad(set_to_none=True)
+    tout = model(input_ids=tid, attention_mask=tmask, labels=tlabels, output_router_logits=True)
+    tout.loss.backward()
+    gap = min(gap, router_gap(tout.router_logits, k))
+    assert gap > 1e-4, ("router near-tie", gap)
+    grads = disk_names(model, {n: p.grad.detach() for n, p in model.named_parameters()})
+    save_file(grads, os.path.join(d, "grads.safetensors"), metadata={"format": "pt", "loss": repr(tout.loss.item())})
+    model.zero_grad(set_to_none=True)
+    return {
+        "router_aux_loss_coef": coef,
+        "aux_loss": f32(out.aux_loss),
+        "loss_with_aux": f32(out.loss),
+        "train_batch": {"input_ids": tid.tolist(), "attention_mask": tmask.tolist(), "labels": tlabels.tolist()},
+        "train_aux_loss": f32(tout.aux_loss),
+        "train_loss_with_aux": f32(tout.loss),
+        "min_router_gap": f32(gap),
+    }
 
 
 def build(name, idx):
@@ -376,7 +527,10 @@ def build(name, idx):
 
     seed = 1000 + idx
     torch.manual_seed(seed)
-    cfg = cls(**COMMON, **kwargs)
+    common = dict(COMMON)
+    if cls is Starcoder2Config:
+        common.pop("rms_norm_eps")  # StarCoder2's LayerNorm reads norm_epsilon
+    cfg = cls(**common, **kwargs)
     model = AutoModelForCausalLM.from_config(cfg, attn_implementation="eager", dtype=torch.float32)
     gen = torch.Generator().manual_seed(seed)
     randomize(model, name, gen)
@@ -393,7 +547,10 @@ def build(name, idx):
         with open(p) as f:
             c = json.load(f)
         with open(p, "w") as f:
-            json.dump(to_hub_v4(c, HUB_EXTRA.get(name, {})), f, indent=2)
+            c = to_hub_v4(c, HUB_EXTRA.get(name, {}))
+            for k in HUB_DROP.get(name, []):
+                c.pop(k)
+            json.dump(c, f, indent=2)
             f.write("\n")
 
     # Everything below comes from the model as loaded back from the fixture directory.
@@ -472,6 +629,8 @@ def build(name, idx):
         "min_margin": f32(b_margin),
     }
     ref["config_summary"] = family_summary(name, model, style)
+    if model.config.model_type == "mixtral":
+        ref["moe"] = moe_reference(model, d, input_ids)
 
     if name == "llama_gqa":
         model.zero_grad(set_to_none=True)
@@ -514,11 +673,18 @@ def sensitivity(name, model, input_ids, logits):
             out["exact_gelu_rel_err"] = rel_err(model(input_ids).logits, logits)
             for layer in model.model.layers:
                 layer.mlp.act_fn = fn
-        if name == "mistral_sw":
+        if name in ("mistral_sw", "starcoder2_bias", "mixtral_moe"):
             sw = model.config.sliding_window
             model.config.sliding_window = None
             out["no_window_rel_err"] = rel_err(model(input_ids).logits, logits)
             model.config.sliding_window = sw
+        if name == "smollm3_nope":
+            flags = [layer.self_attn.use_rope for layer in model.model.layers]
+            for layer in model.model.layers:
+                layer.self_attn.use_rope = 1
+            out["rope_everywhere_rel_err"] = rel_err(model(input_ids).logits, logits)
+            for layer, f in zip(model.model.layers, flags):
+                layer.self_attn.use_rope = f
     return out
 
 
