@@ -15,20 +15,26 @@ import (
 )
 
 // Adapter is a LoRA adapter attached to a model: it implements model.Linear by wrapping the
-// model's previous Linear, y = W·x (+b) + s·B·(A·dropout(x)), for its target modules. Its weights
-// live in the model's Weights map next to the base weights, under
-// "<module>.lora_A.weight" [r, in] and "<module>.lora_B.weight" [out, r], so train.Engine feeds
-// them like any weight; Trainable freezes everything else.
+// model's previous Linear, y = W·x (+b) + s·B·(A·dropout(x)), for its target modules, and
+// model.WeightAdapter for the weights a mixture-of-experts block uses whole (router, stacked
+// experts: W + s·ΔW as PEFT's ParamWrapper computes ΔW). Its weights live in the model's Weights
+// map next to the base weights, under "<target>.lora_A.weight" [r, in] and
+// "<target>.lora_B.weight" [out, r], so train.Engine feeds them like any weight; Trainable
+// freezes everything else.
 type Adapter struct {
+	// Config is the configuration as run on the model (for an MoE model, PEFT's conversion of
+	// target_modules into target_parameters).
 	Config Config
 	// Modules are the adapted module paths, sorted.
 	Modules []string
+	// Parameters are the adapted whole weights (model.ParamTarget names), sorted.
+	Parameters []string
 	// Saved are the full weights trained next to the adapter (modules_to_save), sorted.
 	Saved []string
 
 	model    *model.Model
 	base     model.Linear // the Linear the adapter wraps; nil means Dense
-	targets  map[string]bool
+	targets  map[string]*target
 	scale    float64
 	training bool // dropout is active (the view TrainingDecoder returns)
 	fast     bool // hand-written gradients (training graphs without gradient checkpointing)
@@ -54,25 +60,28 @@ func Attach(m *model.Model, cfg Config, seed uint64) (*Adapter, error) {
 	}
 	rng := rand.New(rand.NewPCG(seed, seed^0x6c6f7261))
 	weights := map[string]*tensors.Tensor{}
-	for _, mod := range a.Modules {
-		out, in, err := a.moduleDims(mod)
-		if err != nil {
-			return nil, err
-		}
-		av := make([]float32, cfg.R*in)
+	for _, name := range a.targetNames() {
+		t := a.targets[name]
+		rows := t.rows()
+		av := make([]float32, rows*t.in)
 		for i := range av {
 			if cfg.Init == InitGaussian {
-				av[i] = float32(rng.NormFloat64() / float64(cfg.R))
+				av[i] = float32(rng.NormFloat64() / float64(t.r))
 			} else {
-				bound := 1 / math.Sqrt(float64(in))
+				bound := 1 / math.Sqrt(float64(t.in))
 				av[i] = float32((2*rng.Float64() - 1) * bound)
 			}
 		}
-		weights[loraA(mod)] = tensors.FromFlatDataAndDimensions(av, cfg.R, in)
-		weights[loraB(mod)] = tensors.FromShape(shapes.Make(dtypes.Float32, out, cfg.R))
+		weights[loraA(name)] = tensors.FromFlatDataAndDimensions(av, rows, t.in)
+		weights[loraB(name)] = tensors.FromShape(shapes.Make(dtypes.Float32, t.out, rows))
 	}
 	a.install(weights)
 	return a, nil
+}
+
+// targetNames lists the adapted modules, then the adapted whole weights.
+func (a *Adapter) targetNames() []string {
+	return append(append([]string{}, a.Modules...), a.Parameters...)
 }
 
 // newAdapter validates cfg against m and resolves its modules; it changes nothing.
@@ -80,7 +89,11 @@ func newAdapter(m *model.Model, cfg Config) (*Adapter, error) {
 	if m == nil || m.Decoder == nil {
 		return nil, fmt.Errorf("lora: no model")
 	}
-	targets, err := cfg.Targets(m.Config)
+	cfg, err := cfg.forModel(m.Config)
+	if err != nil {
+		return nil, err
+	}
+	targets, err := cfg.resolve(m.Config)
 	if err != nil {
 		return nil, err
 	}
@@ -93,37 +106,36 @@ func newAdapter(m *model.Model, cfg Config) (*Adapter, error) {
 			return nil, fmt.Errorf("lora: the model already has adapter weight %s", n)
 		}
 	}
-	a := &Adapter{Config: cfg, Modules: targets, Saved: saved, model: m, base: m.Decoder.Linear,
-		targets: map[string]bool{}, scale: cfg.Scale()}
+	a := &Adapter{Config: cfg, Saved: saved, model: m, base: m.Decoder.Linear,
+		targets: map[string]*target{}, scale: cfg.Scale()}
 	for _, t := range targets {
-		a.targets[t] = true
+		a.targets[t.name] = t
+		if t.param == nil {
+			a.Modules = append(a.Modules, t.name)
+		} else {
+			a.Parameters = append(a.Parameters, t.name)
+		}
 	}
 	return a, nil
 }
 
-// moduleDims returns a target's [out, in] from its base weight (or its NF4 shape record).
-func (a *Adapter) moduleDims(module string) (out, in int, err error) {
-	for _, s := range a.model.Config.ParamSpecs() {
-		if s.Name == module+".weight" {
-			return s.Dims[0], s.Dims[1], nil
-		}
-	}
-	return 0, 0, fmt.Errorf("lora: module %s has no weight", module)
-}
-
-// install puts the adapter weights into the model and routes its linear layers through a.
+// install puts the adapter weights into the model and routes its linear layers (and whole-used
+// weights) through a.
 func (a *Adapter) install(weights map[string]*tensors.Tensor) {
 	a.model.Finalize()
 	for n, t := range weights {
 		a.model.Weights[n] = t
 	}
 	a.model.Decoder.Linear = a
+	if len(a.Parameters) > 0 {
+		a.model.Decoder.WeightAdapter = a
+	}
 }
 
 // Model returns the model the adapter is attached to.
 func (a *Adapter) Model() *model.Model { return a.model }
 
-// Scale is the update's factor s (α/r or α/√r).
+// Scale is the update's factor s (α/r or α/√r) of targets without a rank or alpha pattern.
 func (a *Adapter) Scale() float64 { return a.scale }
 
 // Trainable reports whether train.Engine should update a weight: the adapter's A and B and the
@@ -143,7 +155,8 @@ func (a *Adapter) Trainable(name string) bool {
 // Apply implements model.Linear.
 func (a *Adapter) Apply(p model.Params, module string, x *Node) *Node {
 	wa, wb := p[loraA(module)], p[loraB(module)]
-	adapted := a.targets[module] && wa != nil && wb != nil // weights not fed: the base alone
+	t := a.targets[module]
+	adapted := t != nil && t.param == nil && wa != nil && wb != nil // weights not fed: the base alone
 	if a.fast && useLayoutAwareGradients(x) && !a.Trainable(module+".weight") {
 		if w, bias, ok := a.frozenBase(p, module, x); ok {
 			if !adapted {
@@ -153,9 +166,9 @@ func (a *Adapter) Apply(p model.Params, module string, x *Node) *Node {
 				// Dropout only feeds the adapter; the fused layer takes one input, so the
 				// base and the adapter go separately.
 				y := frozenLoRALinear(x, w, bias, nil, nil, 0)
-				return Add(y, frozenLoRALinear(a.dropout(x), nil, nil, ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType()), a.scale))
+				return Add(y, frozenLoRALinear(a.dropout(x), nil, nil, ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType()), t.scale))
 			}
-			return frozenLoRALinear(x, w, bias, ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType()), a.scale)
+			return frozenLoRALinear(x, w, bias, ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType()), t.scale)
 		}
 	}
 	y := a.baseLinear().Apply(p, module, x)
@@ -169,7 +182,29 @@ func (a *Adapter) Apply(p model.Params, module string, x *Node) *Node {
 	wa, wb = ConvertDType(wa, x.DType()), ConvertDType(wb, x.DType())
 	h = DotGeneral(h, []int{h.Rank() - 1}, nil, wa, []int{1}, nil) // [..., r]
 	h = DotGeneral(h, []int{h.Rank() - 1}, nil, wb, []int{1}, nil) // [..., out]
-	return Add(y, MulScalar(h, a.scale))
+	return Add(y, MulScalar(h, t.scale))
+}
+
+// AdaptWeight implements model.WeightAdapter: W + s·ΔW for an adapted whole weight, with ΔW =
+// B·A for a matrix and, for stacked experts, ΔW[e] = Σ_k B[:, k·E+e] ⊗ A[e·r+k, :] — PEFT's
+// ParamWrapper (A [r·E, in] read as [E, r, in], B [out, r·E] as [out, r, E]).
+func (a *Adapter) AdaptWeight(p model.Params, name string, w *Node) *Node {
+	t := a.targets[name]
+	wa, wb := p[loraA(name)], p[loraB(name)]
+	if t == nil || t.param == nil || wa == nil || wb == nil {
+		return w
+	}
+	wa, wb = ConvertDType(wa, dtypes.Float32), ConvertDType(wb, dtypes.Float32)
+	var delta *Node
+	if t.experts == 0 {
+		delta = DotGeneral(wb, []int{1}, nil, wa, []int{0}, nil) // [out, in]
+	} else {
+		e := t.experts
+		av := Reshape(wa, e, t.r, t.in)
+		bv := TransposeAllAxes(Reshape(wb, t.out, t.r, e), 2, 0, 1)        // [E, out, r]
+		delta = DotGeneral(bv, []int{2}, []int{0}, av, []int{1}, []int{0}) // [E, out, in]
+	}
+	return Add(w, ConvertDType(MulScalar(delta, t.scale), w.DType()))
 }
 
 // frozenBase returns a frozen base layer's weight [out, in] and bias in x's dtype when the base
@@ -223,7 +258,7 @@ func (a *Adapter) dropout(x *Node) *Node {
 // shared, so they carry their trained values.
 func (a *Adapter) BaseDecoder() *model.Decoder {
 	d := *a.model.Decoder
-	d.Linear = a.base
+	d.Linear, d.WeightAdapter = a.base, nil
 	return &d
 }
 
@@ -236,18 +271,24 @@ func (a *Adapter) TrainingDecoder(seed int64) *model.Decoder {
 	d := *a.model.Decoder
 	t.fast = !d.GradientCheckpointing
 	d.Linear = &t
+	if d.WeightAdapter != nil {
+		d.WeightAdapter = &t
+	}
 	return &d
 }
 
 // Detach removes the adapter's weights from the model and restores the Linear it wrapped.
 func (a *Adapter) Detach() {
 	a.model.Finalize()
-	for _, mod := range a.Modules {
-		delete(a.model.Weights, loraA(mod))
-		delete(a.model.Weights, loraB(mod))
+	for _, name := range a.targetNames() {
+		delete(a.model.Weights, loraA(name))
+		delete(a.model.Weights, loraB(name))
 	}
 	if a.model.Decoder.Linear == model.Linear(a) {
 		a.model.Decoder.Linear = a.base
+	}
+	if a.model.Decoder.WeightAdapter == model.WeightAdapter(a) {
+		a.model.Decoder.WeightAdapter = nil
 	}
 }
 
@@ -292,6 +333,9 @@ func (o trainingObjective) Loss(dec *model.Decoder, p model.Params, batch map[st
 		// checkpointing (recomputed layers rebuild their forward nodes).
 		t.training, t.seed, t.fast = true, o.seed, !dec.GradientCheckpointing
 		d.Linear = &t
+		if d.WeightAdapter != nil {
+			d.WeightAdapter = &t
+		}
 		dec = &d
 	}
 	return o.inner.Loss(dec, p, batch)
@@ -306,7 +350,7 @@ func Disabled(dec *model.Decoder) (base *model.Decoder, ok bool) {
 		return dec, false
 	}
 	d := *dec
-	d.Linear = a.base
+	d.Linear, d.WeightAdapter = a.base, nil
 	d.FastGradients = false // a reference pass needs no gradient
 	return &d, true
 }

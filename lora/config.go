@@ -43,6 +43,16 @@ type Config struct {
 	// TargetRegex, when set, selects modules whose full path matches it entirely (PEFT's
 	// target_modules given as a string). It excludes TargetModules.
 	TargetRegex string
+	// TargetParameters are PEFT's target_parameters: weights the decoder uses whole (the MoE
+	// router "gate.weight" and stacked experts "gate_up_proj", "down_proj"; see
+	// model.ParamTarget), adapted as W + s·ΔW. A name matches a parameter key
+	// ("model.layers.0.mlp.experts.gate_up_proj") or its suffix after a dot. On a
+	// mixture-of-experts model, "all-linear" and the transformers 4 names w1/w3/w2/gate select them
+	// as PEFT does.
+	TargetParameters []string
+	// RankPattern and AlphaPattern override R and Alpha for the targets whose PEFT key (module path,
+	// or parameter key) ends with a match of the pattern (PEFT's rank_pattern/alpha_pattern).
+	RankPattern, AlphaPattern map[string]float64
 	// UseRSLoRA scales by α/√r (rank-stabilized LoRA) instead of α/r.
 	UseRSLoRA bool
 	// ModulesToSave are modules (by suffix, e.g. "lm_head") trained in full next to the adapter
@@ -81,7 +91,7 @@ func (c Config) Validate() error {
 	if c.TargetRegex != "" && len(c.TargetModules) > 0 {
 		return fmt.Errorf("lora: give target_modules as a list or as a regex, not both")
 	}
-	if c.TargetRegex == "" && len(c.TargetModules) == 0 {
+	if c.TargetRegex == "" && len(c.TargetModules) == 0 && len(c.TargetParameters) == 0 {
 		return fmt.Errorf("lora: target_modules is empty")
 	}
 	if c.TargetRegex != "" {
@@ -98,11 +108,12 @@ func (c Config) Validate() error {
 }
 
 // LinearModules lists the model's linear modules (every weight that goes through model.Linear),
-// sorted: "lm_head" (unless the head is tied) and each layer's projections.
+// sorted: "lm_head" (unless the head is tied) and each layer's projections. An MoE block's router
+// and experts are used whole, not through Linear (see Config.TargetParameters).
 func LinearModules(cfg *model.Config) []string {
 	var mods []string
 	for _, s := range cfg.ParamSpecs() {
-		if len(s.Dims) == 2 && s.Kind == model.KindMatrix && strings.HasSuffix(s.Name, ".weight") && s.Name != "model.embed_tokens.weight" {
+		if s.Linear {
 			mods = append(mods, strings.TrimSuffix(s.Name, ".weight"))
 		}
 	}
@@ -182,24 +193,25 @@ func (c Config) savedModules(w model.Weights) ([]string, error) {
 
 // peftConfig is adapter_config.json as PEFT writes it (the keys handbook reads and writes).
 type peftConfig struct {
-	PeftType          string          `json:"peft_type"`
-	TaskType          string          `json:"task_type"`
-	BaseModel         string          `json:"base_model_name_or_path"`
-	R                 int             `json:"r"`
-	LoraAlpha         float64         `json:"lora_alpha"`
-	LoraDropout       float64         `json:"lora_dropout"`
-	TargetModules     json.RawMessage `json:"target_modules"`
-	UseRSLoRA         bool            `json:"use_rslora"`
-	ModulesToSave     []string        `json:"modules_to_save"`
-	Bias              string          `json:"bias"`
-	FanInFanOut       bool            `json:"fan_in_fan_out"`
-	InitLoraWeights   json.RawMessage `json:"init_lora_weights"`
-	InferenceMode     bool            `json:"inference_mode"`
-	UseDoRA           bool            `json:"use_dora"`
-	RankPattern       map[string]any  `json:"rank_pattern"`
-	AlphaPattern      map[string]any  `json:"alpha_pattern"`
-	LayersToTransform json.RawMessage `json:"layers_to_transform"`
-	LoraBias          bool            `json:"lora_bias"`
+	PeftType          string             `json:"peft_type"`
+	TaskType          string             `json:"task_type"`
+	BaseModel         string             `json:"base_model_name_or_path"`
+	R                 int                `json:"r"`
+	LoraAlpha         float64            `json:"lora_alpha"`
+	LoraDropout       float64            `json:"lora_dropout"`
+	TargetModules     json.RawMessage    `json:"target_modules"`
+	UseRSLoRA         bool               `json:"use_rslora"`
+	ModulesToSave     []string           `json:"modules_to_save"`
+	Bias              string             `json:"bias"`
+	FanInFanOut       bool               `json:"fan_in_fan_out"`
+	InitLoraWeights   json.RawMessage    `json:"init_lora_weights"`
+	InferenceMode     bool               `json:"inference_mode"`
+	UseDoRA           bool               `json:"use_dora"`
+	TargetParameters  []string           `json:"target_parameters"`
+	RankPattern       map[string]float64 `json:"rank_pattern"`
+	AlphaPattern      map[string]float64 `json:"alpha_pattern"`
+	LayersToTransform json.RawMessage    `json:"layers_to_transform"`
+	LoraBias          bool               `json:"lora_bias"`
 }
 
 // ConfigFile and WeightsFile are the names PEFT uses in an adapter directory.
@@ -209,7 +221,7 @@ const (
 )
 
 // ReadConfig reads a PEFT adapter_config.json from dir. Features handbook does not implement
-// (DoRA, per-module ranks, fan_in_fan_out, layer selection) are errors, not silently ignored.
+// (DoRA, fan_in_fan_out, layer selection, LoRA biases) are errors, not silently ignored.
 func ReadConfig(dir string) (Config, error) {
 	path := filepath.Join(dir, ConfigFile)
 	data, err := os.ReadFile(path)
@@ -224,19 +236,26 @@ func ReadConfig(dir string) (Config, error) {
 		return Config{}, fmt.Errorf("lora: %s: peft_type %q is not LORA", path, pc.PeftType)
 	}
 	unsupported := map[string]bool{
-		"use_dora": pc.UseDoRA, "fan_in_fan_out": pc.FanInFanOut, "rank_pattern": len(pc.RankPattern) > 0,
-		"alpha_pattern": len(pc.AlphaPattern) > 0, "lora_bias": pc.LoraBias,
+		"use_dora": pc.UseDoRA, "fan_in_fan_out": pc.FanInFanOut, "lora_bias": pc.LoraBias,
 		"layers_to_transform": len(pc.LayersToTransform) > 0 && string(pc.LayersToTransform) != "null",
 	}
-	for _, k := range []string{"use_dora", "fan_in_fan_out", "rank_pattern", "alpha_pattern", "lora_bias", "layers_to_transform"} {
+	for _, k := range []string{"use_dora", "fan_in_fan_out", "lora_bias", "layers_to_transform"} {
 		if unsupported[k] {
 			return Config{}, fmt.Errorf("lora: %s: %s is not supported", path, k)
 		}
 	}
 	c := Config{R: pc.R, Alpha: pc.LoraAlpha, Dropout: pc.LoraDropout, UseRSLoRA: pc.UseRSLoRA,
-		ModulesToSave: pc.ModulesToSave, Bias: pc.Bias, BaseModel: pc.BaseModel}
+		ModulesToSave: pc.ModulesToSave, Bias: pc.Bias, BaseModel: pc.BaseModel, TargetParameters: pc.TargetParameters}
+	if len(pc.RankPattern) > 0 {
+		c.RankPattern = pc.RankPattern
+	}
+	if len(pc.AlphaPattern) > 0 {
+		c.AlphaPattern = pc.AlphaPattern
+	}
 	var s string
-	if err := json.Unmarshal(pc.TargetModules, &s); err == nil {
+	if string(pc.TargetModules) == "null" || len(pc.TargetModules) == 0 {
+		// target_parameters only
+	} else if err := json.Unmarshal(pc.TargetModules, &s); err == nil {
 		if s == AllLinear {
 			c.TargetModules = []string{AllLinear}
 		} else {
@@ -260,9 +279,12 @@ func (c Config) marshalPEFT(targets []string) ([]byte, error) {
 	if c.Init == InitGaussian {
 		init = json.RawMessage(`"gaussian"`)
 	}
-	tm, err := json.Marshal(targets)
-	if err != nil {
-		return nil, err
+	tm := json.RawMessage("null")
+	var err error
+	if len(targets) > 0 {
+		if tm, err = json.Marshal(targets); err != nil {
+			return nil, err
+		}
 	}
 	if c.TargetRegex != "" {
 		if tm, err = json.Marshal(c.TargetRegex); err != nil {
@@ -271,7 +293,13 @@ func (c Config) marshalPEFT(targets []string) ([]byte, error) {
 	}
 	pc := peftConfig{PeftType: "LORA", TaskType: "CAUSAL_LM", BaseModel: c.BaseModel, R: c.R, LoraAlpha: c.Alpha,
 		LoraDropout: c.Dropout, TargetModules: tm, UseRSLoRA: c.UseRSLoRA, ModulesToSave: c.ModulesToSave,
-		Bias: "none", InitLoraWeights: init, InferenceMode: true, RankPattern: map[string]any{}, AlphaPattern: map[string]any{},
-		LayersToTransform: json.RawMessage("null")}
+		Bias: "none", InitLoraWeights: init, InferenceMode: true, RankPattern: map[string]float64{}, AlphaPattern: map[string]float64{},
+		LayersToTransform: json.RawMessage("null"), TargetParameters: c.TargetParameters}
+	for k, v := range c.RankPattern {
+		pc.RankPattern[k] = v
+	}
+	for k, v := range c.AlphaPattern {
+		pc.AlphaPattern[k] = v
+	}
 	return json.MarshalIndent(pc, "", "  ")
 }

@@ -19,8 +19,21 @@ const peftPrefix = "base_model.model."
 
 // PEFTName is the name PEFT uses in adapter_model.safetensors for an adapter or saved weight
 // named as in model.Weights ("model.layers.0.self_attn.q_proj.lora_A.weight" →
-// "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight").
+// "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"). Adapters of whole-used
+// weights are named after PEFT's wrapper modules instead (see Adapter.peftName).
 func PEFTName(name string) string { return peftPrefix + name }
+
+// peftName is PEFTName, with an adapted whole weight's A and B under PEFT's ParamWrapper path
+// ("model.layers.0.block_sparse_moe.experts.gate_up_proj.lora_A.weight" →
+// "base_model.model.model.layers.0.mlp.experts.base_layer.lora_A.weight").
+func (a *Adapter) peftName(name string) string {
+	for _, suffix := range []string{".lora_A.weight", ".lora_B.weight"} {
+		if t := a.targets[strings.TrimSuffix(name, suffix)]; t != nil && strings.HasSuffix(name, suffix) {
+			return peftPrefix + t.peft + suffix
+		}
+	}
+	return PEFTName(name)
+}
 
 // Save writes the adapter as PEFT's save_pretrained does: adapter_config.json and
 // adapter_model.safetensors (float32 A and B, plus the modules_to_save weights).
@@ -38,7 +51,7 @@ func (a *Adapter) Save(dir string) error {
 		if err != nil {
 			return fmt.Errorf("lora: save %s: %s: %w", dir, n, err)
 		}
-		sources = append(sources, safetensors.Float32Source(PEFTName(n), t.Shape().Dimensions, vals))
+		sources = append(sources, safetensors.Float32Source(a.peftName(n), t.Shape().Dimensions, vals))
 	}
 	if err := safetensors.Save(filepath.Join(dir, WeightsFile), sources, nil); err != nil {
 		return fmt.Errorf("lora: save %s: %w", dir, err)
@@ -56,7 +69,7 @@ func (a *Adapter) Save(dir string) error {
 // weightNames lists the weights the adapter owns (A, B and modules_to_save), sorted.
 func (a *Adapter) weightNames() []string {
 	names := append([]string{}, a.Saved...)
-	for _, m := range a.Modules {
+	for _, m := range a.targetNames() {
 		names = append(names, loraA(m), loraB(m))
 	}
 	sort.Strings(names)
@@ -99,16 +112,17 @@ func readAdapterWeights(a *Adapter, dir string) (map[string]*tensors.Tensor, err
 	}
 	defer f.Close()
 	want := map[string][]int{}
-	for _, mod := range a.Modules {
-		out, in, err := a.moduleDims(mod)
-		if err != nil {
-			return nil, err
-		}
-		want[loraA(mod)] = []int{a.Config.R, in}
-		want[loraB(mod)] = []int{out, a.Config.R}
+	for _, name := range a.targetNames() {
+		t := a.targets[name]
+		want[loraA(name)] = []int{t.rows(), t.in}
+		want[loraB(name)] = []int{t.out, t.rows()}
 	}
 	for _, n := range a.Saved {
 		want[n] = a.model.Weights[n].Shape().Dimensions
+	}
+	byPEFT := map[string]string{}
+	for name := range want {
+		byPEFT[a.peftName(name)] = name
 	}
 	have := map[string]bool{}
 	for _, n := range f.Names() {
@@ -116,13 +130,13 @@ func readAdapterWeights(a *Adapter, dir string) (map[string]*tensors.Tensor, err
 		if !strings.HasPrefix(n, peftPrefix) {
 			return nil, fmt.Errorf("lora: %s: tensor %s does not start with %q", path, n, peftPrefix)
 		}
-		if _, ok := want[strings.TrimPrefix(n, peftPrefix)]; !ok {
+		if _, ok := byPEFT[n]; !ok {
 			return nil, fmt.Errorf("lora: %s: tensor %s belongs to no module the adapter config selects on this model", path, n)
 		}
 	}
 	out := map[string]*tensors.Tensor{}
 	for name, dims := range want {
-		pn := PEFTName(name)
+		pn := a.peftName(name)
 		if !have[pn] {
 			return nil, fmt.Errorf("lora: %s: missing tensor %s", path, pn)
 		}

@@ -25,6 +25,9 @@ var peftCases = map[string]string{
 	"qwen2_list":       "qwen2_bias",
 	"llama_rslora":     "llama_gqa",
 	"llama_regex_save": "llama_gqa",
+	"starcoder2_all":   "starcoder2_bias",
+	"mixtral_all":      "mixtral_moe",
+	"smollm3_all":      "smollm3_nope",
 }
 
 func testBackend(t testing.TB) compute.Backend {
@@ -247,19 +250,96 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-// TestGoAdapterFixture reloads the adapter tools/oracle/lorasave trained and saved (checked with
-// PEFT by tools/oracle/peft_check_go.py) and reproduces the Go logits recorded with it.
+// goAdapters are the adapters tools/oracle/lorasave trained and saved (each checked with PEFT by
+// tools/oracle/peft_check_go.py), by base fixture.
+var goAdapters = map[string]string{
+	"go_adapter":            "llama_gqa",
+	"go_adapter_starcoder2": "starcoder2_bias",
+	"go_adapter_mixtral":    "mixtral_moe",
+	"go_adapter_smollm3":    "smollm3_nope",
+}
+
+// TestGoAdapterFixture reloads the adapters tools/oracle/lorasave trained and saved and
+// reproduces the Go logits recorded with them, adapter on and merged.
 func TestGoAdapterFixture(t *testing.T) {
 	be := testBackend(t)
-	dir := filepath.Join("testdata", "go_adapter")
-	ref := readReference(t, filepath.Join(dir, "go_reference.safetensors"))
-	m := loadBase(t, be, "llama_gqa")
-	a, err := Load(m, dir)
+	for name, base := range goAdapters {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("testdata", name)
+			ref := readReference(t, filepath.Join(dir, "go_reference.safetensors"))
+			m := loadBase(t, be, base)
+			a, err := Load(m, dir)
+			require.NoError(t, err)
+			assertClose(t, ref.values["logits"], logits(t, m, ref.ids), 1e-5, "adapter logits")
+			mm, err := a.Merge()
+			require.NoError(t, err)
+			defer mm.Finalize()
+			assertClose(t, ref.values["merged_logits"], logits(t, mm, ref.ids), 1e-5, "merged logits")
+		})
+	}
+}
+
+// TestAllLinearSelectsWhatPEFTSelects attaches an all-linear adapter to each family and compares
+// the tensors it would save with those of the adapter PEFT made with target_modules="all-linear"
+// on the same base: the same modules (and, on Mixtral, the router and experts with gate_up_proj
+// at twice the rank), in the same shapes.
+func TestAllLinearSelectsWhatPEFTSelects(t *testing.T) {
+	be := testBackend(t)
+	for _, name := range []string{"starcoder2_all", "mixtral_all", "smollm3_all"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("testdata", "peft_"+name)
+			peftCfg, err := ReadConfig(dir)
+			require.NoError(t, err)
+			m := loadBase(t, be, peftCases[name])
+			a, err := Attach(m, Config{R: peftCfg.R, Alpha: peftCfg.Alpha, TargetModules: []string{AllLinear}}, 1)
+			require.NoError(t, err)
+			want, err := safetensors.Open(filepath.Join(dir, WeightsFile))
+			require.NoError(t, err)
+			defer want.Close()
+			got := map[string][]int{}
+			for _, n := range a.weightNames() {
+				got[a.peftName(n)] = m.Weights[n].Shape().Dimensions
+			}
+			require.Len(t, got, len(want.Names()))
+			for _, n := range want.Names() {
+				wt, err := want.Tensor(n)
+				require.NoError(t, err)
+				assert.Equal(t, wt.Shape, got[n], n)
+			}
+		})
+	}
+}
+
+// TestMoEAdapterRules: PEFT's rules for the router and experts of a Mixtral model.
+func TestMoEAdapterRules(t *testing.T) {
+	be := testBackend(t)
+	m := loadBase(t, be, "mixtral_moe")
+	_, err := Attach(m, Config{R: 4, Alpha: 8, Dropout: 0.05, TargetModules: []string{AllLinear}}, 1)
+	require.Error(t, err, "ParamWrapper refuses dropout")
+	assert.Contains(t, err.Error(), "lora_dropout 0.05")
+	_, err = Attach(m, Config{R: 4, Alpha: 8, TargetModules: []string{"q_proj", "w1"}}, 1)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "w1 without w3")
+
+	a, err := Attach(m, Config{R: 4, Alpha: 8, TargetModules: []string{"w1", "w3", "gate"}}, 1)
 	require.NoError(t, err)
-	assert.True(t, a.Config.UseRSLoRA)
-	assertClose(t, ref.values["logits"], logits(t, m, ref.ids), 1e-5, "adapter logits")
-	mm, err := a.Merge()
-	require.NoError(t, err)
-	defer mm.Finalize()
-	assertClose(t, ref.values["merged_logits"], logits(t, mm, ref.ids), 1e-5, "merged logits")
+	assert.Empty(t, a.Modules)
+	assert.Equal(t, []string{"model.layers.0.block_sparse_moe.experts.gate_up_proj", "model.layers.0.block_sparse_moe.gate.weight",
+		"model.layers.1.block_sparse_moe.experts.gate_up_proj", "model.layers.1.block_sparse_moe.gate.weight"}, a.Parameters)
+	assert.Equal(t, []int{8 * 4, 32}, m.Weights[loraA("model.layers.0.block_sparse_moe.experts.gate_up_proj")].Shape().Dimensions,
+		"fused w1+w3: rank 2r per expert")
+	assert.Equal(t, a.Scale(), a.targets["model.layers.0.block_sparse_moe.experts.gate_up_proj"].scale, "alpha doubles with the rank: same α/r")
+	for _, n := range a.weightNames() {
+		if strings.HasSuffix(n, ".lora_B.weight") {
+			vals, err := model.Float32Values(m.Weights[n])
+			require.NoError(t, err)
+			assert.Equal(t, make([]float32, len(vals)), vals, "%s starts at zero", n)
+		}
+	}
+	peftNames := map[string]bool{}
+	for _, n := range a.weightNames() {
+		peftNames[a.peftName(n)] = true
+	}
+	assert.True(t, peftNames["base_model.model.model.layers.0.mlp.experts.lora_A.weight"], "gate_up_proj alone on the experts: no base_layer")
+	assert.True(t, peftNames["base_model.model.model.layers.0.mlp.gate.lora_B.weight"])
 }

@@ -25,10 +25,11 @@ type RecipeOptions struct {
 }
 
 // defaultTargets is PEFT's TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING for the model
-// families handbook runs (used when lora_target_modules is absent).
+// families handbook runs (used when lora_target_modules is absent). It has no entry for
+// starcoder2 and smollm3: PEFT then asks for target_modules, and so does FromRecipe.
 var defaultTargets = map[string][]string{
 	"llama": {"q_proj", "v_proj"}, "mistral": {"q_proj", "v_proj"}, "qwen2": {"q_proj", "v_proj"},
-	"qwen3": {"q_proj", "v_proj"}, "gemma": {"q_proj", "v_proj"},
+	"qwen3": {"q_proj", "v_proj"}, "gemma": {"q_proj", "v_proj"}, "mixtral": {"q_proj", "v_proj"},
 }
 
 // FromRecipe maps recipe keys to an adapter configuration and, for QLoRA, quantization options.

@@ -91,7 +91,8 @@ type Counts struct {
 //
 // Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
 // Transformer Models", eq. 1, 16-bit activations, no sequence parallelism): s·b·h·(34 + 5·a·s/h)
-// bytes per layer, plus the logits (s·b·V, in 16 bits and again in fp32 for the loss). With
+// bytes per layer (the MLP's 19 of the 34 once per routed expert for a mixture of experts), plus
+// the logits (s·b·V, in 16 bits and again in fp32 for the loss). With
 // gradient checkpointing only each layer's input (2·s·b·h bytes) is kept, plus one layer's full
 // activations while it is recomputed. It is an estimate of the order of magnitude: kernels such as
 // flash attention remove the a·s² term.
@@ -133,6 +134,9 @@ func Estimate(cfg *model.Config, opts EstimateOptions) (Memory, Counts, error) {
 			}
 		}
 	}
+	if opts.LoRA != nil {
+		c.Trainable += adaptedWholeWeights(cfg, opts.LoRA)
+	}
 	m := ModelStates(opts.Stage, opts.Devices, c.Trainable, prec)
 	frozen := float64(c.Frozen-c.Quantized)*frozenBytes + float64(c.Quantized)*(4+0.127)/8
 	if opts.Stage >= Stage3 {
@@ -150,7 +154,7 @@ func Estimate(cfg *model.Config, opts EstimateOptions) (Memory, Counts, error) {
 // isAdapted says whether a LoRA adapter wraps this weight: a decoder-block linear weight whose
 // module matches a target (every one for "all-linear").
 func isAdapted(p model.ParamSpec, targets []string) bool {
-	if p.Kind != model.KindMatrix || len(p.Dims) != 2 || !strings.HasPrefix(p.Name, "model.layers.") {
+	if !p.Linear || !strings.HasPrefix(p.Name, "model.layers.") {
 		return false
 	}
 	module := strings.TrimSuffix(p.Name, ".weight")
@@ -165,13 +169,49 @@ func isAdapted(p model.ParamSpec, targets []string) bool {
 	return false
 }
 
+// adaptedWholeWeights counts the LoRA parameters PEFT puts on an MoE block's router and experts
+// (target_parameters): with "all-linear", or the transformers 4 names gate, w1+w3 (fused
+// gate_up_proj, at twice the rank) and w2. Stacked experts hold r·E rows: r·E·(in+out) values.
+func adaptedWholeWeights(cfg *model.Config, l *LoRA) int64 {
+	all := len(l.TargetModules) == 0 || (len(l.TargetModules) == 1 && l.TargetModules[0] == "all-linear")
+	want := map[string]bool{}
+	for _, t := range l.TargetModules {
+		switch t {
+		case "gate":
+			want["weight"] = true
+		case "w1", "w3":
+			want["gate_up_proj"] = true
+		case "w2":
+			want["down_proj"] = true
+		}
+	}
+	var n int64
+	for _, pt := range cfg.ParamTargets() {
+		if !all && !want[pt.Param] {
+			continue
+		}
+		r := int64(l.Rank)
+		if pt.Param == "gate_up_proj" {
+			r *= 2
+		}
+		n += r * int64(max(pt.Experts, 1)) * int64(pt.In+pt.Out)
+	}
+	return n
+}
+
 func activations(cfg *model.Config, opts EstimateOptions) float64 {
 	if opts.Seq <= 0 || opts.Batch <= 0 {
 		return 0
 	}
 	s, b, h := float64(opts.Seq), float64(opts.Batch), float64(cfg.HiddenSize)
 	a, layers := float64(cfg.NumAttentionHeads), float64(cfg.NumHiddenLayers)
-	perLayer := s * b * h * (34 + 5*a*s/h)
+	// 34 = 15 (attention and norms) + 19 (the MLP); a routed MoE block keeps its MLP activations
+	// once per expert a token visits.
+	mlp := 19.0
+	if cfg.IsMoE() {
+		mlp *= float64(cfg.NumExpertsPerTok)
+	}
+	perLayer := s * b * h * (15 + mlp + 5*a*s/h)
 	logits := s * b * float64(cfg.VocabSize) * (2 + 4)
 	if opts.GradientCheckpointing {
 		return layers*2*s*b*h + perLayer + logits

@@ -1,6 +1,8 @@
 package zero_test
 
 import (
+	"encoding/json"
+	"os"
 	"testing"
 
 	"github.com/gomlx/compute/dtypes"
@@ -138,6 +140,41 @@ func TestEstimateLoRA7B(t *testing.T) {
 	require.NoError(t, err)
 	t.Logf("QLoRA weights + state: %.2f GB", float64(q.ModelStates())/1e9)
 	assert.LessOrEqual(t, q.ModelStates(), int64(10e9))
+}
+
+// TestEstimateSeedModels: the parameters of Mixtral-8x22B (the zephyr-141b-A35b recipe's base) and
+// StarCoder2-15B (starchat2-15b's) as transformers builds them, the adapter PEFT puts on them with
+// all-linear at r=16 (Mixtral: attention, router and experts), both recorded by
+// tools/oracle/param_counts.py, and the stage-3 model states over 8 and 32 devices.
+func TestEstimateSeedModels(t *testing.T) {
+	data, err := os.ReadFile("testdata/param_counts.json")
+	require.NoError(t, err)
+	var golden struct {
+		Rank   int `json:"lora_rank"`
+		Models map[string]struct {
+			Parameters int64 `json:"parameters"`
+			LoRA       int64 `json:"lora_all_linear_trainable"`
+		} `json:"models"`
+	}
+	require.NoError(t, json.Unmarshal(data, &golden))
+	for _, file := range []string{"mixtral_8x22b_config.json", "starcoder2_15b_config.json", "mistral7b_config.json"} {
+		t.Run(file, func(t *testing.T) {
+			want, ok := golden.Models[file]
+			require.True(t, ok)
+			cfg, err := model.LoadConfig("testdata/" + file)
+			require.NoError(t, err)
+			for _, devices := range []int{8, 32} {
+				mem, counts, err := zero.Estimate(cfg, zero.EstimateOptions{Stage: zero.Stage3, Devices: devices})
+				require.NoError(t, err)
+				assert.Equal(t, want.Parameters, counts.Total)
+				assert.InEpsilon(t, 16*float64(want.Parameters)/float64(devices), float64(mem.ModelStates()), 1e-6)
+				t.Logf("%s: %d parameters, ZeRO-3 model states on %d devices: %.1f GiB each", file, counts.Total, devices, float64(mem.ModelStates())/(1<<30))
+			}
+			_, counts, err := zero.Estimate(cfg, zero.EstimateOptions{Stage: zero.Stage0, Devices: 1, LoRA: &zero.LoRA{Rank: golden.Rank}})
+			require.NoError(t, err)
+			assert.Equal(t, want.LoRA, counts.Trainable, "PEFT all-linear adapter size")
+		})
+	}
 }
 
 func TestEstimateBadInput(t *testing.T) {

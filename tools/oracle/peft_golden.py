@@ -15,6 +15,7 @@ would make the adapter a no-op and the check vacuous).
 """
 import json
 import pathlib
+import sys
 import zlib
 
 import bitsandbytes.functional as bnbf
@@ -24,6 +25,8 @@ import transformers
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM
+
+from make_models import disk_names
 
 root = pathlib.Path(__file__).resolve().parents[2]
 out_root = root / "lora" / "testdata"
@@ -36,6 +39,11 @@ CASES = {
     # regex target_modules and modules_to_save
     "llama_regex_save": dict(base="llama_gqa", r=3, lora_alpha=6, target_modules=r".*\.layers\.1\.self_attn\.(q|o)_proj",
                              modules_to_save=["lm_head"]),
+    # all-linear per family: StarCoder2's biased q/k/v/o and c_fc/c_proj; Mixtral's attention plus its router and
+    # stacked experts as target_parameters (gate_up_proj at rank 2r, alpha 2α); SmolLM3's Llama projections
+    "starcoder2_all": dict(base="starcoder2_bias", r=4, lora_alpha=8, target_modules="all-linear"),
+    "mixtral_all": dict(base="mixtral_moe", r=2, lora_alpha=6, target_modules="all-linear"),
+    "smollm3_all": dict(base="smollm3_nope", r=4, lora_alpha=16, target_modules="all-linear", use_rslora=True),
 }
 
 
@@ -72,8 +80,10 @@ def run_case(name, spec):
         with pm.disable_adapter():
             ref["base_logits"] = pm(input_ids=ids).logits.float().contiguous()
         merged = pm.merge_and_unload()
-        for k, v in merged.state_dict().items():
-            if k in base_state and not torch.equal(v, base_state[k]):
+        # Mixtral's experts are fused in memory: compare under the checkpoint's per-expert names.
+        before = disk_names(model, base_state)
+        for k, v in disk_names(model, merged.state_dict()).items():
+            if k in before and not torch.equal(v, before[k]):
                 ref["merged." + k] = v.contiguous()
     save_file(ref, out / "reference.safetensors")
     print(name, "merged tensors:", sum(1 for k in ref if k.startswith("merged.")))
@@ -97,10 +107,12 @@ def nf4_fixture():
 
 
 if __name__ == "__main__":
+    # peft_golden.py [CASE ...]: only the named adapter cases (no NF4 fixture); all of it without names.
     out_root.mkdir(parents=True, exist_ok=True)
-    for n, s in CASES.items():
-        run_case(n, s)
-    nf4_fixture()
+    for n in sys.argv[1:] or CASES:
+        run_case(n, CASES[n])
+    if len(sys.argv) == 1:
+        nf4_fixture()
     import bitsandbytes
     (out_root / "versions.json").write_text(json.dumps({
         "peft": peft.__version__, "transformers": transformers.__version__, "torch": torch.__version__,

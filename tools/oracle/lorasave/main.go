@@ -1,13 +1,17 @@
 // Command lorasave trains a small LoRA adapter with the Go code for tools/oracle/peft_check_go.py:
-// rsLoRA on q/k/o/gate projections of testdata/models/llama_gqa, 8 AdamW steps of the causal LM
-// objective on seeded random tokens (so B is far from zero), saved in PEFT's layout under OUT,
-// with the Go logits of fixed input ids (adapter on, and merged) in OUT/go_reference.safetensors.
+// by default rsLoRA on q/k/o/gate projections of testdata/models/llama_gqa, 8 AdamW steps of the
+// causal LM objective on seeded random tokens (so B is far from zero), saved in PEFT's layout
+// under OUT, with the Go logits of fixed input ids (adapter on, and merged) in
+// OUT/go_reference.safetensors. -base names another fixture; -all_linear adapts every linear
+// layer (and, on a mixture-of-experts model, the router and experts) with r=4, alpha=8.
 //
 //	go run ./tools/oracle/lorasave lora/testdata/go_adapter
+//	go run ./tools/oracle/lorasave -base testdata/models/mixtral_moe -all_linear lora/testdata/go_adapter_mixtral
 package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -23,11 +27,14 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: lorasave OUT")
+	base := flag.String("base", "testdata/models/llama_gqa", "base model fixture")
+	allLinear := flag.Bool("all_linear", false, "target all-linear (r=4, alpha=8) instead of rsLoRA on q/k/o/gate_proj")
+	flag.Parse()
+	if flag.NArg() != 1 {
+		fmt.Fprintln(os.Stderr, "usage: lorasave [-base DIR] [-all_linear] OUT")
 		os.Exit(2)
 	}
-	if err := run(os.Args[1]); err != nil {
+	if err := run(*base, *allLinear, flag.Arg(0)); err != nil {
 		fmt.Fprintln(os.Stderr, "lorasave:", err)
 		os.Exit(1)
 	}
@@ -39,18 +46,20 @@ func (b batches) Len() int { return len(b) }
 
 func (b batches) Batch(_, i int) (map[string]*tensors.Tensor, error) { return b[i], nil }
 
-func run(out string) error {
+func run(base string, allLinear bool, out string) error {
 	be, _, err := backend.New()
 	if err != nil {
 		return err
 	}
-	base := "testdata/models/llama_gqa"
 	m, err := model.Load(be, base, model.LoadOptions{})
 	if err != nil {
 		return err
 	}
 	cfg := lora.Config{R: 4, Alpha: 16, UseRSLoRA: true, TargetModules: []string{"q_proj", "k_proj", "o_proj", "gate_proj"},
 		BaseModel: base}
+	if allLinear {
+		cfg = lora.Config{R: 4, Alpha: 8, TargetModules: []string{lora.AllLinear}, BaseModel: base}
+	}
 	a, err := lora.Attach(m, cfg, 11)
 	if err != nil {
 		return err
