@@ -323,6 +323,10 @@ type TrainingArguments struct {
 	// PrecomputeRefLogProbs computes the reference log-probabilities once
 	// before training, so no reference model is held during it (DPO).
 	PrecomputeRefLogProbs bool `mapstructure:"precompute_ref_log_probs" task:"dpo"`
+	// RouterAuxLossCoef weighs a mixture-of-experts model's router
+	// load-balancing loss; nil means the model config's router_aux_loss_coef
+	// and 0 turns it off (SFT, DPO; see routerAuxLoss).
+	RouterAuxLossCoef *float64 `mapstructure:"router_aux_loss_coef" task:"sft,dpo"`
 }
 
 // AccelerateConfig is the accelerate YAML given with --config_file.

@@ -74,6 +74,9 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	defer m.Finalize()
+	if err := routerAuxLoss(r, m); err != nil {
+		return nil, err
+	}
 	in, err := prepareData(ctx, r, log)
 	if err != nil {
 		return nil, err

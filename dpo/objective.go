@@ -88,7 +88,7 @@ func referenceLogps(dec *model.Decoder, p model.Params, batch map[string]*Node) 
 
 // Loss implements train.Objective.
 func (o Objective) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node) {
-	logits := dec.Logits(p, model.Batch{InputIDs: batch["input_ids"], AttentionMask: batch["attention_mask"]})
+	logits, aux := dec.LogitsAndAuxLoss(p, model.Batch{InputIDs: batch["input_ids"], AttentionMask: batch["attention_mask"]})
 	st := completionLogps(logits, batch["labels"])
 	g := logits.Graph()
 	dt := logits.DType()
@@ -147,5 +147,5 @@ func (o Objective) Loss(dec *model.Decoder, p model.Params, batch map[string]*No
 		"entropy":             perToken(ReduceAllSum(entropy), Add(chosenTokens, rejectedTokens)),
 		"mean_token_accuracy": perToken(ReduceAllSum(chosenTop1), chosenTokens),
 	}
-	return sum, nF, metrics
+	return dec.AddAuxLoss(aux, sum, nF, metrics), nF, metrics
 }

@@ -27,7 +27,7 @@ type ORPO struct {
 // Loss implements train.Objective.
 func (o ORPO) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node) {
 	ids, mask := batch["input_ids"], batch["attention_mask"]
-	logits := dec.Logits(p, model.Batch{InputIDs: ids, AttentionMask: mask})
+	logits, aux := dec.LogitsAndAuxLoss(p, model.Batch{InputIDs: ids, AttentionMask: mask})
 	g := logits.Graph()
 	dt := logits.DType()
 	rows, seq := logits.Shape().Dim(0), logits.Shape().Dim(1)
@@ -74,7 +74,7 @@ func (o ORPO) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (
 		"log_odds_ratio":     ReduceAllSum(StopGradient(ratio)),
 		"log_odds_chosen":    ReduceAllSum(StopGradient(logOdds)),
 	}
-	return sum, nF, metrics
+	return dec.AddAuxLoss(aux, sum, nF, metrics), nF, metrics
 }
 
 // log1mexp is log(1 − eˣ) for x < 0, switching formulas at −ln 2 to avoid cancellation (TRL's).

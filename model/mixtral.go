@@ -44,9 +44,11 @@ type ParamTarget struct {
 	// Name is the target in graphs: "model.layers.3.block_sparse_moe.gate.weight" (the router),
 	// "model.layers.3.block_sparse_moe.experts.gate_up_proj" or "….experts.down_proj".
 	Name string
-	// Param is the parameter's name on its transformers module: "gate.weight" (on the router),
-	// "gate_up_proj" or "down_proj" (on the experts).
-	Param string
+	// Module is the path of the transformers 5 module holding the weight in memory
+	// ("model.layers.3.mlp.gate", the router; "model.layers.3.mlp.experts") and Param the
+	// parameter's name on it ("weight", "gate_up_proj", "down_proj"): PEFT's key is
+	// Module + "." + Param. Targets of one module are listed in its parameter order.
+	Module, Param string
 	// Experts is the leading axis of stacked expert weights, 0 for a plain matrix.
 	Experts int
 	// Out and In are the shape of each expert's matrix (of the matrix itself when Experts is 0).
@@ -62,10 +64,11 @@ func (c *Config) ParamTargets() []ParamTarget {
 	e, h, inter := c.NumLocalExperts, c.HiddenSize, c.IntermediateSize
 	for i := 0; i < c.NumHiddenLayers; i++ {
 		m := fmt.Sprintf("model.layers.%d.%s.", i, moeModule)
+		hf := fmt.Sprintf("model.layers.%d.mlp.", i)
 		out = append(out,
-			ParamTarget{Name: m + "gate.weight", Param: "gate.weight", Out: e, In: h},
-			ParamTarget{Name: m + "experts.gate_up_proj", Param: "gate_up_proj", Experts: e, Out: 2 * inter, In: h},
-			ParamTarget{Name: m + "experts.down_proj", Param: "down_proj", Experts: e, Out: h, In: inter})
+			ParamTarget{Name: m + "gate.weight", Module: hf + "gate", Param: "weight", Out: e, In: h},
+			ParamTarget{Name: m + "experts.gate_up_proj", Module: hf + "experts", Param: "gate_up_proj", Experts: e, Out: 2 * inter, In: h},
+			ParamTarget{Name: m + "experts.down_proj", Module: hf + "experts", Param: "down_proj", Experts: e, Out: h, In: inter})
 	}
 	return out
 }
@@ -243,4 +246,22 @@ func (d *Decoder) LogitsAndAuxLoss(p Params, b Batch) (logits, aux *Node) {
 		return logits, nil
 	}
 	return logits, loadBalancingLoss(ctx.routerLogits, b.AttentionMask, d.Config.NumExpertsPerTok)
+}
+
+// AddAuxLoss adds a LogitsAndAuxLoss aux term to an objective's loss summed over count units:
+// sum + RouterAuxLossCoef·aux·count, so the mean over the units gains RouterAuxLossCoef·aux, the
+// term TRL adds to each micro-batch's loss; metrics get aux as "aux_loss" (summed over the units
+// like the other metrics). With several micro-batches per step, the engine's division by all of
+// their units weighs each micro-batch's aux by its share of the units (TRL averages them evenly;
+// the two agree when micro-batches hold equally many units). A nil aux returns sum unchanged.
+func (d *Decoder) AddAuxLoss(aux, sum, count *Node, metrics map[string]*Node) *Node {
+	if aux == nil {
+		return sum
+	}
+	aux = ConvertDType(aux, sum.DType())
+	weighted := Mul(aux, ConvertDType(count, sum.DType()))
+	if metrics != nil {
+		metrics["aux_loss"] = StopGradient(weighted)
+	}
+	return Add(sum, MulScalar(weighted, d.RouterAuxLossCoef))
 }

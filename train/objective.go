@@ -15,13 +15,14 @@ type Objective interface {
 }
 
 // CausalLM is the supervised objective: next-token cross entropy over tokens whose label is not
-// model.IgnoreIndex, with mean_token_accuracy as TRL reports it. Batches carry "input_ids" and
-// "labels", optionally "attention_mask", "position_ids" and "segment_ids".
+// model.IgnoreIndex, with mean_token_accuracy as TRL reports it, plus a mixture-of-experts model's
+// router load-balancing loss when its decoder weighs it (Decoder.RouterAuxLossCoef). Batches carry
+// "input_ids" and "labels", optionally "attention_mask", "position_ids" and "segment_ids".
 type CausalLM struct{}
 
 // Loss implements Objective.
 func (CausalLM) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node) {
-	logits := dec.Logits(p, model.Batch{
+	logits, aux := dec.LogitsAndAuxLoss(p, model.Batch{
 		InputIDs: batch["input_ids"], AttentionMask: batch["attention_mask"],
 		PositionIDs: batch["position_ids"], SegmentIDs: batch["segment_ids"],
 	})
@@ -31,5 +32,6 @@ func (CausalLM) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node)
 	target := SliceAxis(batch["labels"], 1, AxisRangeToEnd(1))
 	valid := NotEqual(target, Scalar(target.Graph(), target.DType(), model.IgnoreIndex))
 	correct := ReduceAllSum(ConvertDType(LogicalAnd(valid, Equal(pred, target)), sum.DType()))
-	return sum, count, map[string]*Node{"mean_token_accuracy": correct}
+	metrics = map[string]*Node{"mean_token_accuracy": correct}
+	return dec.AddAuxLoss(aux, sum, count, metrics), count, metrics
 }
