@@ -30,7 +30,7 @@ func TestCausalLMAddsRouterAuxLoss(t *testing.T) {
 	data, err := os.ReadFile(dir + "/reference.json")
 	require.NoError(t, err)
 	var ref struct {
-		MoE  struct {
+		MoE struct {
 			Coef       float64 `json:"router_aux_loss_coef"`
 			TrainBatch struct {
 				InputIDs      [][]int32 `json:"input_ids"`
