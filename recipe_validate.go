@@ -53,6 +53,7 @@ func (l *loader) finish() error {
 		}
 	}
 	l.reportTo()
+	l.noEffect()
 	for _, check := range []func() error{l.validateData, l.validateModel, l.validateTraining, l.validateTask, l.validatePublish} {
 		if err := check(); err != nil {
 			return err
