@@ -335,6 +335,9 @@ type AccelerateConfig struct {
 	Path string
 	// Settings are its top-level keys, decoded from YAML.
 	Settings map[string]any
+	// NumProcesses, when set, replaces the file's num_processes (accelerate
+	// launch's --num_processes).
+	NumProcesses *int
 }
 
 // defaultRecipe is a recipe with every default of transformers 5.24 /

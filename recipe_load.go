@@ -22,8 +22,9 @@ import (
 // and reported in Recipe.Warnings. Override values are typed by their key:
 // integers, floats, booleans (true/false/yes/no/1/0), comma-separated lists,
 // "None" or "null" for unset, and YAML or JSON for mappings. "--config_file"
-// names an accelerate YAML, recorded in Recipe.Accelerate. A key may be
-// overridden once.
+// names an accelerate YAML, recorded in Recipe.Accelerate, and
+// "--num_processes" overrides its process count as accelerate launch's flag
+// does. A key may be overridden once.
 func LoadRecipe(path string, task Task, overrides []string) (*Recipe, error) {
 	switch task {
 	case TaskSFT, TaskDPO, TaskORPO:
@@ -180,6 +181,7 @@ func (l *loader) file(doc *yaml.Node) error {
 // overrides applies "--key=value" arguments.
 func (l *loader) overrides(args []string) error {
 	seen := map[string]string{}
+	var numProcesses *int
 	for _, a := range args {
 		o := origin{file: l.path, override: a}
 		name, val, ok := strings.Cut(strings.TrimPrefix(a, "--"), "=")
@@ -196,9 +198,26 @@ func (l *loader) overrides(args []string) error {
 			}
 			continue
 		}
+		if name == "num_processes" {
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 {
+				return fmt.Errorf("%s: num_processes: want a positive whole number, got %q", o, val)
+			}
+			numProcesses = &n
+			continue
+		}
 		if err := l.setString(name, val, o); err != nil {
 			return err
 		}
+	}
+	if numProcesses != nil {
+		if l.r.Accelerate == nil {
+			if *numProcesses > 1 {
+				return fmt.Errorf("%s: --num_processes=%d needs --config_file (the accelerate config that says how to spread the processes)", l.path, *numProcesses)
+			}
+			return nil
+		}
+		l.r.Accelerate.NumProcesses = numProcesses
 	}
 	return nil
 }

@@ -291,6 +291,9 @@ func placementFor(b compute.Backend, r *Recipe, log *slog.Logger) (*zero.Strateg
 	for _, w := range warnings {
 		log.Warn(w, "config_file", r.Accelerate.Path)
 	}
+	if n := r.Accelerate.NumProcesses; n != nil {
+		s.Devices = *n
+	}
 	if s.Devices <= 1 {
 		return nil, nil
 	}

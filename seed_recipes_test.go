@@ -24,6 +24,7 @@ import (
 	"handbook/backend"
 	"handbook/model"
 	"handbook/tokenizer"
+	"handbook/zero"
 )
 
 // seedHubDir holds the model repositories tools/oracle/seed_hub.py wrote: per kind of model the
@@ -522,4 +523,38 @@ func TestSeedRecipesAreTheSeeds(t *testing.T) {
 		"recipes/accelerate_configs/fsdp_qlora.yaml", "recipes/zephyr-141b-A35b/orpo/config_full.yaml"} {
 		assert.True(t, slices.Contains(checked, f), f)
 	}
+}
+
+// TestSeedREADMECommands: every `handbook` command of README.md's seed section parses and loads
+// its recipe (with its accelerate config and overrides) as the CLI would, before any run.
+func TestSeedREADMECommands(t *testing.T) {
+	readme, err := os.ReadFile("README.md")
+	require.NoError(t, err)
+	text := string(readme)
+	start := strings.Index(text, "## The seed's recipes")
+	require.GreaterOrEqual(t, start, 0)
+	section := text[start:]
+	section = section[:strings.Index(section[3:], "\n## ")+3]
+	section = strings.ReplaceAll(section, "\\\n", " ")
+	n := 0
+	for _, line := range strings.Split(section, "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 3 || fields[0] != "handbook" || !slices.Contains([]string{"sft", "dpo", "orpo"}, fields[1]) {
+			continue
+		}
+		n++
+		t.Run(strings.Join(fields[1:], " "), func(t *testing.T) {
+			path, overrides, err := ParseArgs(fields[2:])
+			require.NoError(t, err)
+			r, err := LoadRecipe(path, Task(fields[1]), overrides)
+			require.NoError(t, err, line)
+			assert.Equal(t, Task(fields[1]), TaskFromPath(path), "the command's task is the recipe's folder")
+			if strings.Contains(line, "--config_file") {
+				require.NotNil(t, r.Accelerate)
+				_, _, err := zero.FromAccelerateConfig(r.Accelerate.Path)
+				require.NoError(t, err)
+			}
+		})
+	}
+	assert.GreaterOrEqual(t, n, 19, "commands found")
 }

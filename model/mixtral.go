@@ -130,7 +130,7 @@ func takeAlongLastAxis(x, idx *Node) *Node {
 // gathers its expert's weights and runs one batched matmul; each token then gathers its k output
 // rows. The sort, the block layout and the gathers are plain XLA ops that the Go backend also
 // runs (no dynamic shapes, no DynamicSlice). The padding rows cost at most E·(B−1) extra rows;
-// B is a power of two near an eighth of the mean rows per expert (moeBlockSize).
+// B is a power of two near a quarter of the mean rows per expert (moeBlockSize).
 func routeExperts(x, choice, weights, gateUp, down *Node, act func(*Node) *Node) *Node {
 	g := x.Graph()
 	tokens, hidden := x.Shape().Dim(0), x.Shape().Dim(1)
@@ -182,11 +182,12 @@ func routeExperts(x, choice, weights, gateUp, down *Node, act func(*Node) *Node)
 	return ReduceSum(scaled, 1)
 }
 
-// moeBlockSize is the rows of a routed block: the largest power of two at most an eighth of the
-// mean rows per expert, within [1, 256] — padding stays under an eighth of the rows on average,
-// and the weight gathers (one per block) under ~9 copies of the experts.
+// moeBlockSize is the rows of a routed block: the largest power of two at most a quarter of the
+// mean rows per expert, within [1, 256]. Padding costs at most E·(B−1) rows (under a quarter of
+// the assignments), and the per-block weight gathers about 5 copies of the experts; on the Go
+// backend a quarter measured faster than an eighth or a half (docs/PERFORMANCE.md).
 func moeBlockSize(assigned, experts int) int {
-	target := assigned / (8 * experts)
+	target := assigned / (4 * experts)
 	b := 1
 	for b*2 <= target && b < 256 {
 		b *= 2

@@ -59,7 +59,7 @@ func loadReference(t *testing.T, name string) reference {
 	return r
 }
 
-func testBackend(t *testing.T) compute.Backend {
+func testBackend(t testing.TB) compute.Backend {
 	t.Helper()
 	b, _, err := backend.New()
 	require.NoError(t, err)
