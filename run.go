@@ -74,7 +74,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	defer m.Finalize()
-	if err := routerAuxLoss(r, m); err != nil {
+	if err := familyRules(r, m, log); err != nil {
 		return nil, err
 	}
 	in, err := prepareData(ctx, r, log)

@@ -10,7 +10,8 @@ Deterministic for a fixed torch/transformers version (see requirements.txt).
 Per model directory testdata/models/<name>/:
   config.json, model.safetensors (+ generation_config.json)  -- save_pretrained output
   reference.json                                               -- see SCHEMA below / README.md
-  grads.safetensors (llama_gqa only)                           -- d loss / d param, HF names
+  grads.safetensors (llama_gqa, starcoder2_bias, smollm3_nope: d loss / d param of input_ids; mixtral_moe: of
+                    the aux-term loss on its right-padded batch)  -- HF checkpoint names
 
 reference.json schema (all floats float32 values written with 9 significant digits):
   schema_version: 1
@@ -32,7 +33,7 @@ reference.json schema (all floats float32 values written with 9 significant digi
                    min_margin = smallest (top1 - top2) logit gap over all greedy steps (a measure of
                    how robust the expected tokens are to float reordering)
   config_summary: facts about the family (see family_summary())
-  grad_loss:      (llama_gqa only) the loss whose gradients are in grads.safetensors
+  grad_loss:      (llama_gqa, starcoder2_bias, smollm3_nope) the loss whose gradients are in grads.safetensors
 """
 
 import json
@@ -632,7 +633,7 @@ def build(name, idx):
     if model.config.model_type == "mixtral":
         ref["moe"] = moe_reference(model, d, input_ids)
 
-    if name == "llama_gqa":
+    if name in ("llama_gqa", "starcoder2_bias", "smollm3_nope"):
         model.zero_grad(set_to_none=True)
         loss = model(input_ids, labels=input_ids).loss
         loss.backward()
