@@ -10,6 +10,12 @@
 //		Trainable: a.Trainable, // base frozen: no gradient, no optimizer state
 //		Weights:   a}           // checkpoints hold adapter_config.json + adapter_model.safetensors
 //
+// On a mixture-of-experts model (Mixtral) the router and the stacked experts are not Linear layers
+// in transformers 5; PEFT adapts them as target_parameters (its ParamWrapper: ΔW[e] from lora_A
+// [r·E, in] and lora_B [out, r·E]), and so does the Adapter, through the decoder's
+// model.WeightAdapter seam: "all-linear" and the transformers 4 names w1/w3/w2/gate select them as
+// PEFT 0.21 does (w1+w3 fused into gate_up_proj at twice the rank and alpha).
+//
 // Save writes what PEFT's save_pretrained writes; Load reads adapters PEFT (or handbook) wrote;
 // BaseDecoder computes the base model alone from the same weights (PEFT's disable_adapter, the
 // reference policy of DPO); Merge folds the adapter into a plain model that Save exports as a

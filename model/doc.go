@@ -1,5 +1,5 @@
 // Package model is the decoder-only language model of the library: Hugging Face config.json for
-// the llama, mistral, qwen2, qwen3 and gemma families, their weights by HF tensor name in
+// the llama, mistral, qwen2, qwen3, gemma, starcoder2, mixtral and smollm3 families, their weights by HF tensor name in
 // safetensors (single file or sharded, f32/bf16/f16 read, f32/bf16 written), the forward graph,
 // and KV-cache generation.
 //
@@ -12,6 +12,10 @@
 // Numerics follow transformers: RoPE in the rotate-half layout with linear and llama3 scaling,
 // RMSNorm in float32 (Gemma's 1+w), Gemma's √hidden embedding scale, GQA in repeat_kv order,
 // causal + padding + packed-segment masks, Mistral's sliding window, Qwen2's q/k/v biases, Qwen3's
-// q/k norms, tied or untied heads. The tests compare logits, loss, gradients and greedy tokens with
-// fixtures that tools/oracle/make_models.py recorded from transformers.
+// q/k norms, tied or untied heads, StarCoder2's LayerNorm and biased GELU MLP, Mixtral's routed
+// sparse mixture of experts (top-k renormalized, experts sorted into blocks so a layer costs about
+// top-k experts per token; its load-balancing loss through LogitsAndAuxLoss), SmolLM3's NoPE layers.
+// Weights a block uses whole (the MoE router and stacked experts) pass through the [WeightAdapter]
+// seam. The tests compare logits, loss, gradients and greedy tokens with fixtures that
+// tools/oracle/make_models.py recorded from transformers.
 package model
