@@ -2,10 +2,8 @@ package handbook
 
 import (
 	"context"
-	"crypto/sha1"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,58 +15,40 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// fakeHub serves repositories the way huggingface.co's revision API and resolve/ endpoints do:
-// repos maps "org/name" (models) or "datasets/org/name" to a local directory whose files, in
-// every subfolder, the repository holds; "org/name@rev" serves revision rev instead of main.
+// fakeHub serves repositories (URL prefix "org/name" for models, "datasets/org/name" for
+// datasets) the way huggingface.co's revision API and resolve/ endpoints do; every file is
+// read from a local directory.
 func fakeHub(t *testing.T, repos map[string]string) *httptest.Server {
-	const mainSHA = "fedcba9876543210fedcba9876543210fedcba98"
-	sha := func(key string) string {
-		if !strings.Contains(key, "@") {
-			return mainSHA
-		}
-		return fmt.Sprintf("%x", sha1.Sum([]byte(key)))
-	}
-	dirs := map[string]string{} // "repo@sha" → directory
-	for key, dir := range repos {
-		repo, _, _ := strings.Cut(key, "@")
-		dirs[repo+"@"+sha(key)] = dir
-	}
+	const sha = "fedcba9876543210fedcba9876543210fedcba98"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := strings.TrimPrefix(r.URL.Path, "/")
 		if rest, ok := strings.CutPrefix(p, "api/"); ok { // api/models/org/name/revision/main
-			kind, repoRev, _ := strings.Cut(rest, "/")
-			repo, rev, _ := strings.Cut(repoRev, "/revision/")
+			kind, repo, _ := strings.Cut(rest, "/")
+			repo = strings.TrimSuffix(repo, "/revision/main")
 			if kind == "datasets" {
 				repo = "datasets/" + repo
 			}
-			key := repo
-			if rev != "main" {
-				key += "@" + rev
-			}
-			dir, ok := repos[key]
+			dir, ok := repos[repo]
 			if !ok {
 				http.NotFound(w, r)
 				return
 			}
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
 			var sib []map[string]string
-			require.NoError(t, filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-				if err == nil && !d.IsDir() {
-					rel, _ := filepath.Rel(dir, path)
-					sib = append(sib, map[string]string{"rfilename": filepath.ToSlash(rel)})
-				}
-				return err
-			}))
-			require.NoError(t, json.NewEncoder(w).Encode(map[string]any{"sha": sha(key), "siblings": sib}))
+			for _, e := range entries {
+				sib = append(sib, map[string]string{"rfilename": e.Name()})
+			}
+			require.NoError(t, json.NewEncoder(w).Encode(map[string]any{"sha": sha, "siblings": sib}))
 			return
 		}
-		repo, rest, ok := strings.Cut(p, "/resolve/")
-		commit, file, _ := strings.Cut(rest, "/")
-		dir, known := dirs[repo+"@"+commit]
+		repo, file, ok := strings.Cut(p, "/resolve/"+sha+"/")
+		dir, known := repos[repo]
 		if !ok || !known {
 			http.NotFound(w, r)
 			return
 		}
-		http.ServeFile(w, r, filepath.Join(dir, filepath.FromSlash(file)))
+		http.ServeFile(w, r, filepath.Join(dir, file))
 	}))
 	t.Cleanup(srv.Close)
 	return srv

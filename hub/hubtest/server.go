@@ -329,6 +329,28 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, map[string]string{"url": u, "name": id})
 }
 
+// Seed puts files (path → content; paths may name folders) on branch of the public repository id
+// of kind ("model" or "dataset"), in any namespace, as its owner would have pushed them: what a
+// test then downloads. Each call is one commit; files are stored inline, not in LFS.
+func (s *Server) Seed(kind, id, branch string, files map[string][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := kind + ":" + id
+	rp := s.repos[key]
+	if rp == nil {
+		rp = &repo{branches: map[string]string{}, trees: map[string]map[string]blob{}, log: map[string][]string{}}
+		s.repos[key] = rp
+	}
+	tree := map[string]blob{".gitattributes": {data: []byte(gitattributes)}}
+	for p, data := range files {
+		tree[p] = blob{data: data}
+	}
+	sha := s.newCommit()
+	rp.trees[sha] = tree
+	rp.branches[branch] = sha
+	rp.log[branch] = append(rp.log[branch], "seed")
+}
+
 func (s *Server) newCommit() string {
 	s.commits++
 	h := sha1.Sum([]byte(fmt.Sprintf("commit %d", s.commits)))
