@@ -36,7 +36,7 @@ from transformers import (
 
 root = pathlib.Path(__file__).resolve().parents[2]
 out_root = root / "testdata" / "seed_hub"
-KEEP = 1000  # model vocabulary ids kept from the source tokenizers
+KEEP = 512  # model vocabulary ids kept from the source tokenizers
 
 
 def recipe_template(path):
