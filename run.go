@@ -516,15 +516,15 @@ func trainingArgs(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.
 	if tok.PAD.ID < 0 {
 		pad = int32(tok.EOS.ID)
 	}
-	seed := tc.Seed
+	dataSeed := tc.Seed
 	if tc.DataSeed != nil {
-		seed = *tc.DataSeed
+		dataSeed = *tc.DataSeed
 	}
 	args := train.Args{
 		OutputDir: tc.OutputDir, LearningRate: tc.LearningRate, LRSchedulerType: tc.LRSchedulerType,
 		MinLRRate: tc.LRSchedulerKwargs["min_lr_rate"], NumTrainEpochs: tc.NumTrainEpochs, MaxSteps: tc.MaxSteps,
 		GradientAccumulationSteps: tc.GradientAccumulationSteps, MaxGradNorm: tc.MaxGradNorm, Optimizer: opt,
-		Seed: uint64(seed), LoggingFirstStep: tc.LoggingFirstStep, SaveTotalLimit: tc.SaveTotalLimit,
+		Seed: uint64(tc.Seed), DataSeed: uint64(dataSeed), LoggingFirstStep: tc.LoggingFirstStep, SaveTotalLimit: tc.SaveTotalLimit,
 	}
 	if minLR, ok := tc.LRSchedulerKwargs["min_lr"]; ok && tc.LearningRate > 0 {
 		args.MinLRRate = minLR / tc.LearningRate
@@ -549,7 +549,7 @@ func trainingArgs(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.
 	ra := dpo.RunArgs{
 		PerDeviceTrainBatchSize: tc.PerDeviceTrainBatchSize, PerDeviceEvalBatchSize: tc.PerDeviceEvalBatchSize,
 		Truncation: data.Truncation(tc.TruncationMode), PadID: pad, PadToMultipleOf: defaultPadMultiple,
-		Seed: int64(seed), OverwriteOutputDir: tc.OverwriteOutputDir,
+		OverwriteOutputDir: tc.OverwriteOutputDir,
 	}
 	if tc.PadToMultipleOf != nil {
 		ra.PadToMultipleOf = *tc.PadToMultipleOf
@@ -570,7 +570,7 @@ func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Log
 	return sft.Config{
 		Args: args, PerDeviceTrainBatchSize: ra.PerDeviceTrainBatchSize, PerDeviceEvalBatchSize: ra.PerDeviceEvalBatchSize,
 		Packing: tc.Packing, PackingStrategy: data.PackStrategy(tc.PackingStrategy), PaddingFree: tc.PaddingFree,
-		PadID: ra.PadID, Seed: ra.Seed, OverwriteOutputDir: ra.OverwriteOutputDir, PadToMultipleOf: ra.PadToMultipleOf,
+		PadID: ra.PadID, OverwriteOutputDir: ra.OverwriteOutputDir, PadToMultipleOf: ra.PadToMultipleOf,
 		MaxLength: ra.MaxLength,
 	}, nil
 }

@@ -181,7 +181,7 @@ type Sampler struct {
 	N, BatchSize int
 	// Seed and Shuffle: each epoch is a fresh permutation of Seed and the
 	// epoch number (Shuffle false keeps dataset order).
-	Seed    int64
+	Seed    uint64
 	Shuffle bool
 	// DropLast drops a final partial batch.
 	DropLast bool
@@ -207,7 +207,7 @@ func (s Sampler) Order(epoch int) []int {
 		}
 		return out
 	}
-	r := rand.New(rand.NewPCG(uint64(s.Seed), uint64(epoch)+1))
+	r := rand.New(rand.NewPCG(s.Seed, uint64(epoch)+1))
 	return r.Perm(s.N)
 }
 

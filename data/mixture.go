@@ -26,7 +26,7 @@ import (
 type MixtureConfig struct {
 	Datasets []DatasetConfig `yaml:"datasets" mapstructure:"datasets" json:"datasets"`
 	// Seed drives every shuffle of the mixture (default 0).
-	Seed int64 `yaml:"seed" mapstructure:"seed" json:"seed"`
+	Seed uint64 `yaml:"seed" mapstructure:"seed" json:"seed"`
 	// TestSplitSize, when set, splits the mixture into train and test: a value in
 	// (0, 1) is a fraction (ceil(fraction·rows) test rows), a whole number ≥ 1 a
 	// row count, as `datasets`' train_test_split takes them.
@@ -169,8 +169,8 @@ func testCount(size float64, n int) (int, error) {
 
 // permutation is a deterministic shuffle of 0…n-1 for seed. Every call with the
 // same seed starts afresh, as `datasets`' shuffle(seed=…) does.
-func permutation(n int, seed int64) []int {
-	r := rand.New(rand.NewPCG(uint64(seed), 0x68616e64626f6f6b))
+func permutation(n int, seed uint64) []int {
+	r := rand.New(rand.NewPCG(seed, 0x68616e64626f6f6b))
 	return r.Perm(n)
 }
 

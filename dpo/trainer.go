@@ -24,8 +24,6 @@ type RunArgs struct {
 	// bounding the number of distinct shapes (each compiles its own graph).
 	PadID           int32
 	PadToMultipleOf int
-	// Seed orders the data (transformers' data_seed, else seed).
-	Seed int64
 	// OverwriteOutputDir starts from scratch even when output_dir holds a checkpoint.
 	OverwriteOutputDir bool
 }
@@ -107,7 +105,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	ra := cfg.RunArgs.withDefaults()
 	collate := data.CollateConfig{PadID: ra.PadID, PadToMultipleOf: ra.PadToMultipleOf, MaxLength: ra.MaxLength, Truncation: ra.Truncation}
 	trainB := &pairBatches{pairs: t.TrainSet, ref: t.TrainRefLogps, collate: collate,
-		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: ra.Seed, Shuffle: true}}
+		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: cfg.DataSeed, Shuffle: true}}
 	var evalB *pairBatches
 	if len(t.EvalSet) > 0 {
 		evalB = &pairBatches{pairs: t.EvalSet, ref: t.EvalRefLogps, collate: collate,
@@ -204,7 +202,7 @@ func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 	ra := cfg.RunArgs.withDefaults()
 	collate := data.CollateConfig{PadID: ra.PadID, PadToMultipleOf: ra.PadToMultipleOf, MaxLength: ra.MaxLength, Truncation: ra.Truncation}
 	trainB := &pairBatches{pairs: t.TrainSet, collate: collate,
-		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: ra.Seed, Shuffle: true}}
+		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: cfg.DataSeed, Shuffle: true}}
 	var eval train.Batches
 	if len(t.EvalSet) > 0 {
 		eval = &pairBatches{pairs: t.EvalSet, collate: collate, sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}

@@ -28,8 +28,6 @@ type Config struct {
 	// PadToMultipleOf rounds padded rows up (TRL's pad_to_multiple_of); it also bounds the number
 	// of distinct batch shapes, each of which compiles its own graph.
 	PadToMultipleOf int
-	// Seed orders the data (transformers' data_seed, else seed).
-	Seed int64
 	// OverwriteOutputDir starts from scratch even when output_dir holds a checkpoint.
 	OverwriteOutputDir bool
 }
@@ -91,7 +89,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	}
 	collate := data.CollateConfig{PadID: cfg.PadID, PaddingFree: cfg.PaddingFree, PadToMultipleOf: cfg.PadToMultipleOf}
 	trainBatches := &batches{samples: trainSamples, collate: collate,
-		sampler: data.Sampler{N: len(trainSamples), BatchSize: cfg.PerDeviceTrainBatchSize, Seed: cfg.Seed, Shuffle: true}}
+		sampler: data.Sampler{N: len(trainSamples), BatchSize: cfg.PerDeviceTrainBatchSize, Seed: cfg.DataSeed, Shuffle: true}}
 	var evalBatches train.Batches
 	if len(t.EvalSet) > 0 {
 		evalBatches = &batches{samples: t.EvalSet, collate: data.CollateConfig{PadID: cfg.PadID, PadToMultipleOf: cfg.PadToMultipleOf},

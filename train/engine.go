@@ -31,12 +31,18 @@ type Args struct {
 	GradientAccumulationSteps int
 	MaxGradNorm               float64   // ≤ 0 disables clipping
 	Optimizer                 Optimizer // nil: DefaultAdamW
-	Seed                      uint64
-	LoggingSteps              int
-	LoggingFirstStep          bool
-	SaveSteps                 int // 0: no intermediate checkpoints
-	SaveTotalLimit            int // 0: keep all
-	EvalSteps                 int // 0: no evaluation during training
+	// Seed seeds the randomness of training graphs: an Adapter's dropout masks (transformers'
+	// seed; initialization happens before training, seeded where the weights are made:
+	// model.Init, lora.Attach).
+	Seed uint64
+	// DataSeed orders the training data, a fresh permutation each epoch (transformers'
+	// data_seed, which defaults to seed: set both for that).
+	DataSeed         uint64
+	LoggingSteps     int
+	LoggingFirstStep bool
+	SaveSteps        int // 0: no intermediate checkpoints
+	SaveTotalLimit   int // 0: keep all
+	EvalSteps        int // 0: no evaluation during training
 }
 
 // Batches yields host batches by (epoch, index), deterministically, so a resumed run sees exactly

@@ -78,8 +78,8 @@ func run(ctx context.Context, out string, steps int) error {
 	trainer := &sft.Trainer{Model: m, TrainSet: samples, TokenizerDir: modelDir,
 		Config: sft.Config{
 			Args: train.Args{OutputDir: out, LearningRate: 2e-3, LRSchedulerType: "cosine", WarmupSteps: 0.05,
-				MaxSteps: steps, MaxGradNorm: 1, LoggingSteps: 25, Optimizer: train.AdamW{Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, WeightDecay: 0.01}},
-			PerDeviceTrainBatchSize: 32, PadID: int32(tok.PAD.ID), PadToMultipleOf: 16, Seed: 42, OverwriteOutputDir: true,
+				MaxSteps: steps, MaxGradNorm: 1, LoggingSteps: 25, Seed: 42, DataSeed: 42, Optimizer: train.AdamW{Beta1: 0.9, Beta2: 0.999, Epsilon: 1e-8, WeightDecay: 0.01}},
+			PerDeviceTrainBatchSize: 32, PadID: int32(tok.PAD.ID), PadToMultipleOf: 16, OverwriteOutputDir: true,
 		},
 		Progress: func(step, total int, loss float64) {
 			if step%25 == 0 || step == total {
