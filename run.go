@@ -102,16 +102,6 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	if strategy != nil {
 		placement, devices = strategy, strategy.Devices
 	}
-	// A LoRA run trains and saves only its adapter; DPO's reference is then the base model with
-	// the adapter disabled (no second copy of the weights).
-	var trainable func(string) bool
-	var weightsIO train.WeightsIO
-	var refDecoder *model.Decoder
-	var objective train.Objective
-	if adapter != nil {
-		trainable, weightsIO, refDecoder = adapter.Trainable, adapter, adapter.BaseDecoder()
-		objective = adapter.TrainingObjective(train.CausalLM{}, int64(tc.Seed))
-	}
 	withEval := in.mix.Test.Len() > 0 && tc.EvalStrategy != "no"
 
 	// Each task tokenizes its data and returns the trainer's run, ready to start.
@@ -139,7 +129,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), cfg.OutputDir
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir,
-				Objective: objective, Trainable: trainable, Weights: weightsIO, Placement: placement, Sinks: sinks, Progress: opts.Progress}
+				Adapter: adapter, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}
@@ -164,7 +154,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if r.Task == TaskORPO {
 			trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 				t := &dpo.ORPOTrainer{Model: m, Config: dpo.ORPOConfig{Args: args, RunArgs: ra, Beta: tc.Beta},
-					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir, Trainable: trainable, Weights: weightsIO,
+					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir, Adapter: adapter,
 					Placement: placement, Sinks: sinks, Progress: opts.Progress}
 				out, err := t.Train(ctx)
 				return out.Result, out.ResumedFrom, err
@@ -187,8 +177,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 			t := &dpo.Trainer{Model: m, Config: dpo.Config{Args: args, LossConfig: loss, RunArgs: ra,
 				PrecomputeRefLogProbs: tc.PrecomputeRefLogProbs},
 				TrainSet: trainSet, EvalSet: testSet, TrainRefLogps: trainRef, EvalRefLogps: evalRef,
-				TokenizerDir: in.tokDir, RefDecoder: refDecoder,
-				Trainable: trainable, Weights: weightsIO, Placement: placement, Sinks: sinks, Progress: opts.Progress}
+				TokenizerDir: in.tokDir, Adapter: adapter, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}

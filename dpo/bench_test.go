@@ -50,7 +50,7 @@ func BenchmarkDPOStep(b *testing.B) {
 			if variant == "lora" {
 				a, err := lora.Attach(m, lora.Config{R: 16, Alpha: 32, TargetModules: []string{"all-linear"}}, 1)
 				require.NoError(b, err)
-				t.Trainable, t.Weights, t.RefDecoder = a.Trainable, a, a.BaseDecoder()
+				t.Adapter = a
 			}
 			t.Progress = func(step, _ int, _ float64) {
 				if step == 1 { // the first step compiles

@@ -43,10 +43,11 @@ type Config struct {
 // Trainer runs DPO on Model. The reference policy is, in order of precedence:
 //   - TrainRefLogps / EvalRefLogps: log-probs supplied by the dataset (ref_chosen_logps and
 //     ref_rejected_logps columns);
-//   - Config.PrecomputeRefLogProbs: one pass of the reference (RefModel, else RefDecoder on the
-//     policy's weights, else the policy itself before training) over the data before training;
-//   - RefDecoder: the policy's own weights through another decoder, in the training graph under
-//     StopGradient — the adapter-disabled base of a LoRA model, with no second copy in memory;
+//   - Config.PrecomputeRefLogProbs: one pass of the reference (RefModel, else the Adapter's base
+//     decoder on the policy's weights, else the policy itself before training) over the data
+//     before training;
+//   - with an Adapter: the policy's own weights through the adapter-disabled decoder
+//     (Adapter.BaseDecoder), in the training graph under StopGradient — no second copy in memory;
 //   - RefModel: a separate frozen model (ref_model), scored in its own forward pass per batch;
 //   - none of these: a frozen copy of the policy's starting weights, as TRL loads when
 //     ref_model is None.
@@ -62,11 +63,10 @@ type Trainer struct {
 	TrainRefLogps, EvalRefLogps []RefLogps
 	// RefModel is a separate frozen reference (ref_model); it must share the policy's vocabulary.
 	RefModel *model.Model
-	// RefDecoder scores the reference from the policy's weights (for LoRA: Linear = Dense).
-	RefDecoder *model.Decoder
-	// Trainable and Weights are passed to the engine (a LoRA run trains and saves its adapter).
-	Trainable func(name string) bool
-	Weights   train.WeightsIO
+	// Adapter, when set (a *lora.Adapter), is what trains: checkpoints and the output directory
+	// hold the adapter alone, and the reference is the base model with the adapter disabled.
+	// nil: a full fine-tune.
+	Adapter train.Adapter
 	// Placement spreads each optimizer step over devices (a zero.Strategy); nil: one device.
 	Placement train.Placement
 	// TokenizerDir, when set, is copied (tokenizer.json, tokenizer_config.json, …) into the output.
@@ -112,18 +112,21 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 			sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
 	}
 	obj := Objective{LossConfig: loss}
+	adapter := train.OrNil(t.Adapter)
 
 	// The reference is settled before any checkpoint is resumed: it is the policy's start.
 	needsRef := trainB.ref == nil || (evalB != nil && evalB.ref == nil)
 	switch {
 	case !needsRef:
 	case cfg.PrecomputeRefLogProbs:
-		refM, dec := t.RefModel, t.RefDecoder
-		if refM == nil {
-			refM = t.Model
-		}
-		if t.RefModel != nil || dec == nil {
+		refM, dec := t.RefModel, (*model.Decoder)(nil)
+		switch {
+		case refM != nil:
 			dec = refM.Decoder
+		case adapter != nil:
+			refM, dec = t.Model, adapter.BaseDecoder()
+		default:
+			refM, dec = t.Model, t.Model.Decoder
 		}
 		s, err := newScorer(refM, dec)
 		if err != nil {
@@ -142,8 +145,8 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 				return Result{}, fmt.Errorf("dpo: precompute reference log-probs: %w", err)
 			}
 		}
-	case t.RefDecoder != nil && t.RefModel == nil:
-		obj.Reference = t.RefDecoder
+	case adapter != nil && t.RefModel == nil:
+		obj.Reference = adapter.BaseDecoder()
 	default:
 		refM := t.RefModel
 		if refM == nil {
@@ -166,7 +169,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if evalB != nil {
 		eval = evalB
 	}
-	return run(ctx, "dpo", t.Model, obj, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
+	return run(ctx, "dpo", t.Model, obj, cfg.Args, ra, trainB, eval, engineHooks{adapter, t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
 }
 
 // ORPOConfig is ORPOConfig: the engine's arguments, λ and batching.
@@ -182,12 +185,12 @@ type ORPOTrainer struct {
 	Model             *model.Model
 	Config            ORPOConfig
 	TrainSet, EvalSet []data.PreferenceSample
-	Trainable         func(name string) bool
-	Weights           train.WeightsIO
-	Placement         train.Placement
-	TokenizerDir      string
-	Sinks             []train.Sink
-	Progress          func(step, total int, loss float64)
+	// Adapter, when set (a *lora.Adapter), is what trains, as in Trainer.
+	Adapter      train.Adapter
+	Placement    train.Placement
+	TokenizerDir string
+	Sinks        []train.Sink
+	Progress     func(step, total int, loss float64)
 }
 
 // Train runs ORPO (resuming as Trainer.Train does) and saves the final model at output_dir.
@@ -207,7 +210,7 @@ func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 	if len(t.EvalSet) > 0 {
 		eval = &pairBatches{pairs: t.EvalSet, collate: collate, sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
 	}
-	return run(ctx, "orpo", t.Model, ORPO{Beta: cfg.Beta}, cfg.Args, ra, trainB, eval, engineHooks{t.Trainable, t.Weights, t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
+	return run(ctx, "orpo", t.Model, ORPO{Beta: cfg.Beta}, cfg.Args, ra, trainB, eval, engineHooks{train.OrNil(t.Adapter), t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
 }
 
 func (a RunArgs) withDefaults() RunArgs {
@@ -258,8 +261,7 @@ func checkSets(m *model.Model, trainSet, evalSet []data.PreferenceSample) error 
 
 // engineHooks are the Trainer fields passed through to the engine and the output.
 type engineHooks struct {
-	trainable    func(string) bool
-	weights      train.WeightsIO
+	adapter      train.Adapter
 	placement    train.Placement
 	sinks        []train.Sink
 	progress     func(step, total int, loss float64)
@@ -270,7 +272,7 @@ type engineHooks struct {
 // output directory (the layout sft writes).
 func run(ctx context.Context, name string, m *model.Model, obj train.Objective, args train.Args, ra RunArgs,
 	trainB, evalB train.Batches, h engineHooks) (Result, error) {
-	engine := &train.Engine{Model: m, Objective: obj, Args: args, Trainable: h.trainable, Weights: h.weights,
+	engine := &train.Engine{Model: m, Objective: obj, Args: args, Adapter: h.adapter,
 		Placement: h.placement, Sinks: slices.Clone(h.sinks), Progress: h.progress}
 	out, err := engine.OpenOutputDir(ra.OverwriteOutputDir, trainB.Len())
 	if err != nil {
@@ -288,7 +290,7 @@ func run(ctx context.Context, name string, m *model.Model, obj train.Objective, 
 	if err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)
 	}
-	final := train.Output{Dir: args.OutputDir, Model: m, Weights: h.weights, TokenizerDir: h.tokenizerDir,
+	final := train.Output{Dir: args.OutputDir, Model: m, Weights: h.adapter, TokenizerDir: h.tokenizerDir,
 		SamplesPerStep: ra.PerDeviceTrainBatchSize * max(1, args.GradientAccumulationSteps)}
 	if err := final.Save(res.Result); err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)

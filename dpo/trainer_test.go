@@ -149,11 +149,15 @@ func (lowRankHead) Apply(p model.Params, module string, x *Node) *Node {
 	return Add(y, DotGeneral(low, []int{low.Rank() - 1}, nil, p["lm_head.adapter_B"], []int{1}, nil))
 }
 
-// noSave keeps a test's adapter out of the output directory.
-type noSave struct{}
+// headAdapter is lowRankHead as a train.Adapter: its weights alone train, nothing is saved, and
+// the reference is the adapter-free decoder.
+type headAdapter struct{ base *model.Decoder }
 
-func (noSave) SaveWeights(string) error                               { return nil }
-func (noSave) LoadWeights(string) (map[string]*tensors.Tensor, error) { return nil, nil }
+func (headAdapter) Trainable(name string) bool                                  { return strings.HasPrefix(name, "lm_head.adapter_") }
+func (headAdapter) SaveWeights(string) error                                    { return nil }
+func (headAdapter) LoadWeights(string) (map[string]*tensors.Tensor, error)      { return nil, nil }
+func (headAdapter) TrainingDecoder(dec *model.Decoder, _ uint64) *model.Decoder { return dec }
+func (h headAdapter) BaseDecoder() *model.Decoder                               { return h.base }
 
 // TestAdapterDisabledReference trains only an adapter with the reference computed in the same
 // graph by the adapter-free decoder on the policy's own (frozen) base weights: step-1 loss is
@@ -174,8 +178,7 @@ func TestAdapterDisabledReference(t *testing.T) {
 	m.Decoder.Linear = lowRankHead{}
 
 	var entries []map[string]float64
-	tr := &Trainer{Model: m, TrainSet: pairs, RefDecoder: &refDecoder, Sinks: collect(&entries), Weights: noSave{},
-		Trainable: func(name string) bool { return strings.HasPrefix(name, "lm_head.adapter_") },
+	tr := &Trainer{Model: m, TrainSet: pairs, Adapter: headAdapter{base: &refDecoder}, Sinks: collect(&entries),
 		Config: Config{Args: train.Args{OutputDir: t.TempDir(), LearningRate: 1e-2, MaxSteps: 5, LoggingSteps: 1},
 			LossConfig: DefaultLossConfig(), RunArgs: RunArgs{PerDeviceTrainBatchSize: len(pairs), PadID: g.PadID}}}
 	_, err = tr.Train(context.Background())

@@ -19,8 +19,9 @@ import (
 // model.WeightAdapter for the weights a mixture-of-experts block uses whole (router, stacked
 // experts: W + s·ΔW as PEFT's ParamWrapper computes ΔW). Its weights live in the model's Weights
 // map next to the base weights, under "<target>.lora_A.weight" [r, in] and
-// "<target>.lora_B.weight" [out, r], so train.Engine feeds them like any weight; Trainable
-// freezes everything else.
+// "<target>.lora_B.weight" [out, r], so train.Engine feeds them like any weight. It implements
+// train.Adapter: set it as the Adapter of a trainer (sft, dpo, orpo) or of train.Engine and the
+// run trains, checkpoints and saves the adapter alone.
 type Adapter struct {
 	// Config is the configuration as run on the model (for an MoE model, PEFT's conversion of
 	// target_modules into target_parameters).
@@ -138,7 +139,7 @@ func (a *Adapter) Model() *model.Model { return a.model }
 // Scale is the update's factor s (α/r or α/√r) of targets without a rank or alpha pattern.
 func (a *Adapter) Scale() float64 { return a.scale }
 
-// Trainable reports whether train.Engine should update a weight: the adapter's A and B and the
+// Trainable implements train.Adapter: the optimizer updates the adapter's A and B and the
 // modules_to_save weights. Everything else is frozen (no gradient, no optimizer state).
 func (a *Adapter) Trainable(name string) bool {
 	if isAdapterWeight(name) {
@@ -253,23 +254,29 @@ func (a *Adapter) dropout(x *Node) *Node {
 	return Where(keep, DivScalar(x, 1-a.Config.Dropout), ZerosLike(x))
 }
 
-// BaseDecoder returns a decoder that computes the base model only, with the same weights and no
-// copy of them: DPO's reference policy (PEFT's disable_adapter). modules_to_save weights are
-// shared, so they carry their trained values.
+// BaseDecoder implements train.Adapter: a decoder that computes the base model only, with the
+// same weights and no copy of them: DPO's reference policy (PEFT's disable_adapter).
+// modules_to_save weights are shared, so they carry their trained values.
 func (a *Adapter) BaseDecoder() *model.Decoder {
 	d := *a.model.Decoder
 	d.Linear, d.WeightAdapter = a.base, nil
 	return &d
 }
 
-// TrainingDecoder returns a decoder whose adapter applies lora_dropout and, on the Go backend,
-// hand-written gradients (training graphs only; the model's own decoder keeps both off for
-// evaluation and generation). seed selects the dropout masks.
-func (a *Adapter) TrainingDecoder(seed int64) *model.Decoder {
+// TrainingDecoder implements train.Adapter: dec (a copy of the model's decoder, as a training
+// graph builds it) with the adapter in training mode — lora_dropout with masks drawn from seed
+// and, when dec asks for hand-written gradients (Decoder.FastGradients, without gradient
+// checkpointing), the fused frozen-base-plus-adapter layer. A decoder that does not run this
+// adapter is returned as is; the model's own decoder keeps both off for evaluation and generation.
+func (a *Adapter) TrainingDecoder(dec *model.Decoder, seed uint64) *model.Decoder {
+	if dec.Linear != model.Linear(a) {
+		return dec
+	}
 	t := *a
-	t.training, t.seed = true, seed
-	d := *a.model.Decoder
-	t.fast = !d.GradientCheckpointing
+	// Like the decoder's own hand-written gradients, these stay off under gradient
+	// checkpointing (recomputed layers rebuild their forward nodes).
+	t.training, t.seed, t.fast = true, int64(seed), dec.FastGradients && !dec.GradientCheckpointing
+	d := *dec
 	d.Linear = &t
 	if d.WeightAdapter != nil {
 		d.WeightAdapter = &t
@@ -301,44 +308,6 @@ func (a *Adapter) TrainableParameters() int {
 		}
 	}
 	return n
-}
-
-// Objective is train.Objective's method set (package lora sits below train and does not import it).
-type Objective interface {
-	Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node)
-}
-
-// TrainingObjective wraps an objective so that its training graphs use the adapter's training
-// view: lora_dropout, and on the Go backend hand-written gradients for the frozen base and the
-// adapter (frozenLoRALinear). train.Engine marks training graphs by building them with
-// Decoder.FastGradients set (evaluation graphs use the model's own decoder, which leaves it
-// off), so that is the signal used here; the model's decoder itself must keep FastGradients off.
-// seed selects the dropout masks.
-func (a *Adapter) TrainingObjective(inner Objective, seed int64) Objective {
-	return trainingObjective{inner: inner, adapter: a, seed: seed}
-}
-
-type trainingObjective struct {
-	inner   Objective
-	adapter *Adapter
-	seed    int64
-}
-
-// Loss implements Objective.
-func (o trainingObjective) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node) {
-	if dec.FastGradients && dec.Linear == model.Linear(o.adapter) {
-		d := *dec
-		t := *o.adapter
-		// Like the decoder's own hand-written gradients, these stay off under gradient
-		// checkpointing (recomputed layers rebuild their forward nodes).
-		t.training, t.seed, t.fast = true, o.seed, !dec.GradientCheckpointing
-		d.Linear = &t
-		if d.WeightAdapter != nil {
-			d.WeightAdapter = &t
-		}
-		dec = &d
-	}
-	return o.inner.Loss(dec, p, batch)
 }
 
 // Disabled returns a decoder computing the base model of dec with the adapter switched off,

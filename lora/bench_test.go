@@ -39,7 +39,7 @@ func benchTrainStep(b *testing.B, setup func(m *model.Model) (*Adapter, error)) 
 	if setup != nil {
 		a, err := setup(m)
 		require.NoError(b, err)
-		e.Trainable, e.Weights, e.Objective = a.Trainable, a, a.TrainingObjective(train.CausalLM{}, 1)
+		e.Adapter, e.Args.Seed = a, 1
 	}
 	rng := rand.New(rand.NewPCG(1, 2))
 	ids := make([]int32, benchBatch*benchSeq)

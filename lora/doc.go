@@ -3,12 +3,15 @@
 // An Adapter wraps the decoder's model.Linear seam: for each target module it adds
 // s·B·(A·dropout(x)) to the base layer's output, with s = α/r (or α/√r with rsLoRA). Its weights
 // live in the model's Weights map next to the base weights ("<module>.lora_A.weight" [r, in],
-// "<module>.lora_B.weight" [out, r]), so train.Engine trains them like any weight:
+// "<module>.lora_B.weight" [out, r]), so train.Engine trains them like any weight. An Adapter is a
+// train.Adapter: one field turns any trainer into a LoRA run —
 //
 //	a, _ := lora.Attach(m, lora.Config{R: 16, Alpha: 32, TargetModules: []string{lora.AllLinear}}, seed)
-//	e := &train.Engine{Model: m, Objective: a.TrainingObjective(train.CausalLM{}, seed),
-//		Trainable: a.Trainable, // base frozen: no gradient, no optimizer state
-//		Weights:   a}           // checkpoints hold adapter_config.json + adapter_model.safetensors
+//	t := &dpo.Trainer{Model: m, Adapter: a, …} // or sft.Trainer, dpo.ORPOTrainer, train.Engine
+//
+// — the base is frozen (no gradient, no optimizer state), training graphs apply lora_dropout,
+// checkpoints and the output directory hold adapter_config.json + adapter_model.safetensors, and
+// DPO's reference is the base with the adapter disabled.
 //
 // On a mixture-of-experts model (Mixtral) the router and the stacked experts are not Linear layers
 // in transformers 5; PEFT adapts them as target_parameters (its ParamWrapper: ΔW[e] from lora_A

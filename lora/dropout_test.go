@@ -48,9 +48,12 @@ func TestDropout(t *testing.T) {
 	require.NoError(t, err)
 	ids := [][]int32{{4, 8, 15, 16, 23, 42}}
 	assert.Equal(t, logits(t, m, ids), logits(t, m, ids))
-	obj := ad.TrainingObjective(nil, 3)
-	_, ok := obj.(trainingObjective)
-	assert.True(t, ok)
+	view, ok := ad.TrainingDecoder(m.Decoder, 3).Linear.(*Adapter)
+	require.True(t, ok)
+	assert.True(t, view.training, "a training decoder applies dropout")
+	assert.False(t, ad.training, "the model's own adapter does not")
+	base := ad.BaseDecoder()
+	assert.Same(t, base, ad.TrainingDecoder(base, 3), "a decoder without the adapter is left alone")
 }
 
 func TestDisabled(t *testing.T) {
@@ -64,7 +67,7 @@ func TestDisabled(t *testing.T) {
 	require.True(t, ok)
 	assert.Nil(t, base.Linear)
 	assert.Equal(t, a, m.Decoder.Linear)
-	view := a.TrainingDecoder(3)
+	view := a.TrainingDecoder(m.Decoder, 3)
 	base, ok = Disabled(view)
 	require.True(t, ok)
 	assert.Nil(t, base.Linear)

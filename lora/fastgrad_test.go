@@ -13,7 +13,7 @@ import (
 )
 
 // TestFastGradientsMatchGeneric compares the adapter's hand-written training gradients
-// (TrainingObjective on the Go backend) with GoMLX's generic gradients of the same loss, for a
+// (TrainingDecoder on the Go backend) with GoMLX's generic gradients of the same loss, for a
 // float and an NF4 base, on an adapter with non-zero A and B (PEFT's rsLoRA fixture).
 func TestFastGradientsMatchGeneric(t *testing.T) {
 	be := testBackend(t)
@@ -44,7 +44,7 @@ func TestFastGradientsMatchGeneric(t *testing.T) {
 				dec.FastGradients = fast // what train.Engine sets on its training graphs
 				dec.GradientCheckpointing = checkpointing
 				batch := map[string]*Node{"input_ids": inputs[len(names)], "labels": inputs[len(names)]}
-				sum, _, _ := a.TrainingObjective(train.CausalLM{}, 1).Loss(&dec, p, batch)
+				sum, _, _ := train.CausalLM{}.Loss(a.TrainingDecoder(&dec, 1), p, batch)
 				var wrt []*Node
 				for _, i := range trainable {
 					wrt = append(wrt, inputs[i])

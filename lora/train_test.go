@@ -68,7 +68,7 @@ func TestTrainOnlyAdapter(t *testing.T) {
 			require.NoError(t, err)
 			before := snapshot(t, m.Weights)
 			out := t.TempDir()
-			e := &train.Engine{Model: m, Objective: a.TrainingObjective(train.CausalLM{}, 1), Trainable: a.Trainable, Weights: a,
+			e := &train.Engine{Model: m, Objective: train.CausalLM{}, Adapter: a,
 				Args: train.Args{OutputDir: out, LearningRate: 5e-3, MaxSteps: 12, SaveSteps: 12, LoggingSteps: 1,
 					LRSchedulerType: "constant", Seed: 1}}
 			res, err := e.Train(context.Background(), randomBatches(m.Config.VocabSize, 2, 2, 16), nil)
@@ -120,7 +120,7 @@ func TestTrainOnlyAdapter(t *testing.T) {
 			}
 			a2, err := Attach(m2, Config{R: 4, Alpha: 8, TargetModules: []string{AllLinear}}, 99)
 			require.NoError(t, err)
-			e2 := &train.Engine{Model: m2, Objective: train.CausalLM{}, Trainable: a2.Trainable, Weights: a2,
+			e2 := &train.Engine{Model: m2, Objective: train.CausalLM{}, Adapter: a2,
 				Args: e.Args}
 			require.NoError(t, e2.Resume(ckpt))
 			for _, n := range a.weightNames() {

@@ -40,13 +40,9 @@ type Trainer struct {
 	TrainSet, EvalSet []data.Sample
 	// TokenizerDir, when set, is copied (tokenizer.json, tokenizer_config.json, …) into the output.
 	TokenizerDir string
-	// Objective replaces the causal-LM objective (nil: train.CausalLM), e.g. wrapped by a LoRA
-	// adapter to turn its dropout on in training graphs.
-	Objective train.Objective
-	// Trainable and Weights are passed to the engine: a LoRA run trains and saves (in checkpoints
-	// and the output directory) its adapter only. nil: the whole model.
-	Trainable func(name string) bool
-	Weights   train.WeightsIO
+	// Adapter, when set (a *lora.Adapter), is what trains: checkpoints and the output directory
+	// hold the adapter alone. nil: a full fine-tune.
+	Adapter train.Adapter
 	// Placement spreads each optimizer step over devices (a zero.Strategy); nil: one device.
 	Placement train.Placement
 	// Sinks and Progress are passed to the engine.
@@ -96,11 +92,8 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 			sampler: data.Sampler{N: len(t.EvalSet), BatchSize: cfg.PerDeviceEvalBatchSize}}
 	}
 
-	var objective train.Objective = train.CausalLM{}
-	if t.Objective != nil {
-		objective = t.Objective
-	}
-	engine := &train.Engine{Model: t.Model, Objective: objective, Args: cfg.Args, Trainable: t.Trainable, Weights: t.Weights,
+	adapter := train.OrNil(t.Adapter)
+	engine := &train.Engine{Model: t.Model, Objective: train.CausalLM{}, Args: cfg.Args, Adapter: adapter,
 		Placement: t.Placement, Sinks: slices.Clone(t.Sinks), Progress: t.Progress}
 	out, err := engine.OpenOutputDir(cfg.OverwriteOutputDir, trainBatches.Len())
 	if err != nil {
@@ -117,7 +110,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if err != nil {
 		return res, fmt.Errorf("sft: %w", err)
 	}
-	final := train.Output{Dir: cfg.OutputDir, Model: t.Model, Weights: t.Weights, TokenizerDir: t.TokenizerDir,
+	final := train.Output{Dir: cfg.OutputDir, Model: t.Model, Weights: adapter, TokenizerDir: t.TokenizerDir,
 		SamplesPerStep: cfg.PerDeviceTrainBatchSize * max(1, cfg.GradientAccumulationSteps)}
 	if err := final.Save(res.Result); err != nil {
 		return res, fmt.Errorf("sft: %w", err)

@@ -71,8 +71,8 @@ func (e *Engine) SaveCheckpoint() error {
 }
 
 func (e *Engine) writeCheckpoint(dir string) error {
-	if e.Weights != nil {
-		if err := e.Weights.SaveWeights(dir); err != nil {
+	if a := e.adapter(); a != nil {
+		if err := a.SaveWeights(dir); err != nil {
 			return err
 		}
 	} else if err := e.Model.Save(dir, model.SaveOptions{}); err != nil {
@@ -183,8 +183,8 @@ func (e *Engine) Resume(dir string) error {
 	e.Args.setDefaults()
 	var w map[string]*tensors.Tensor
 	var err error
-	if e.Weights != nil {
-		w, err = e.Weights.LoadWeights(dir)
+	if a := e.adapter(); a != nil {
+		w, err = a.LoadWeights(dir)
 	} else {
 		w, err = model.LoadWeights(dir, e.Model.Config, e.Model.DType())
 	}
@@ -210,7 +210,7 @@ func (e *Engine) Resume(dir string) error {
 	e.optState = nil
 	names := e.Args.Optimizer.StateNames()
 	for _, n := range e.Model.Weights.Names() {
-		if e.Trainable != nil && !e.Trainable(n) {
+		if !e.isTrainable(n) {
 			continue
 		}
 		state := make([]*tensors.Tensor, len(names))

@@ -71,12 +71,10 @@ type Engine struct {
 	Model     *model.Model
 	Objective Objective
 	Args      Args
-	// Trainable selects the weights the optimizer updates; nil trains all. Frozen weights get no
-	// gradients and no optimizer state.
-	Trainable func(name string) bool
-	// Weights saves and loads the trained weights of checkpoints; nil means the whole model in
-	// Hugging Face's format (a LoRA run saves its adapter instead).
-	Weights WeightsIO
+	// Adapter, when set, is what trains (a *lora.Adapter): only its weights get gradients and
+	// optimizer state, checkpoints hold it alone, and training graphs run its TrainingDecoder.
+	// nil: a full fine-tune, checkpoints hold the whole model in Hugging Face's format.
+	Adapter Adapter
 	// Sinks get every logged entry; Progress, when set, is called after each optimizer step.
 	Sinks    []Sink
 	Progress func(step, total int, loss float64)
@@ -120,7 +118,7 @@ func (e *Engine) graph(key string, fn func(c *compiled) func([]*Node) []*Node) (
 // inputs are the trainable weights, the frozen weights, the gradients accumulated so far (unless
 // first) and the batch's inputs in names order. It returns the objective's loss sum, units and
 // metric sums, and the float32 gradients of the sum added to the accumulated ones.
-func microStep(m *model.Model, obj Objective, trainableNames, frozenNames, names []string, first bool,
+func microStep(m *model.Model, obj Objective, adapter Adapter, seed uint64, trainableNames, frozenNames, names []string, first bool,
 	inputs []*Node) (sum, count *Node, metrics map[string]*Node, grads []*Node) {
 	nt, nf := len(trainableNames), len(frozenNames)
 	trainable, frozen, rest := inputs[:nt], inputs[nt:nt+nf], inputs[nt+nf:]
@@ -138,7 +136,11 @@ func microStep(m *model.Model, obj Objective, trainableNames, frozenNames, names
 	}
 	dec := *m.Decoder
 	dec.FastGradients = true // a training graph: hand-written gradients on the Go backend
-	sum, count, metrics = obj.Loss(&dec, p, b)
+	training := &dec
+	if adapter != nil {
+		training = adapter.TrainingDecoder(training, seed)
+	}
+	sum, count, metrics = obj.Loss(training, p, b)
 	grads = Gradient(sum, trainable...)
 	for i := range grads {
 		grads[i] = ConvertDType(grads[i], dtypes.Float32)
@@ -208,7 +210,7 @@ func (e *Engine) init() error {
 	}
 	e.trainable, e.frozen = nil, nil
 	for _, n := range e.Model.Weights.Names() {
-		if e.Trainable == nil || e.Trainable(n) {
+		if e.isTrainable(n) {
 			e.trainable = append(e.trainable, n)
 		} else {
 			e.frozen = append(e.frozen, n)
@@ -229,6 +231,16 @@ func (e *Engine) init() error {
 	}
 	e.graphs = map[string]*compiled{}
 	return e.initSharded()
+}
+
+// adapter is the Engine's Adapter, nil for a full fine-tune (a nil *lora.Adapter included).
+func (e *Engine) adapter() Adapter { return OrNil(e.Adapter) }
+
+// isTrainable reports whether the optimizer updates a weight: every weight of a full fine-tune,
+// the adapter's otherwise.
+func (e *Engine) isTrainable(name string) bool {
+	a := e.adapter()
+	return a == nil || a.Trainable(name)
 }
 
 // TotalSteps is the number of optimizer steps: MaxSteps, else ceil(epochs × updates per epoch).
@@ -471,7 +483,7 @@ func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Ten
 	key := fmt.Sprintf("micro first=%v %s", first, strings.Join(inputNames, ","))
 	c, err := e.graph(key, func(c *compiled) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {
-			sum, count, metrics, g := microStep(e.Model, e.Objective, e.trainable, e.frozen, inputNames, first, inputs)
+			sum, count, metrics, g := microStep(e.Model, e.Objective, e.adapter(), e.Args.Seed, e.trainable, e.frozen, inputNames, first, inputs)
 			outs := lossOutputs(c, sum, count, metrics)
 			return append(outs, g...)
 		}

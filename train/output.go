@@ -15,7 +15,8 @@ import (
 type Output struct {
 	Dir   string
 	Model *model.Model
-	// Weights, when set, saves the weights instead of the whole model (a LoRA adapter).
+	// Weights, when set, saves the weights instead of the whole model (a LoRA adapter); a nil
+	// pointer in it counts as unset (see OrNil).
 	Weights WeightsIO
 	// TokenizerDir, when set, is where tokenizer.json, tokenizer_config.json, … are copied from.
 	TokenizerDir string
@@ -25,8 +26,8 @@ type Output struct {
 
 // Save writes the output of a run that ended with res.
 func (o Output) Save(res Result) error {
-	if o.Weights != nil {
-		if err := o.Weights.SaveWeights(o.Dir); err != nil {
+	if w := OrNil(o.Weights); w != nil {
+		if err := w.SaveWeights(o.Dir); err != nil {
 			return err
 		}
 	} else if err := o.Model.Save(o.Dir, model.SaveOptions{}); err != nil {

@@ -42,8 +42,10 @@ type Placement interface {
 type ShardedStep struct {
 	Model     *model.Model
 	Objective Objective
-	// Trainable selects the weights the optimizer updates; nil trains all.
-	Trainable   func(name string) bool
+	// Adapter, when set, selects the weights the optimizer updates and builds the training graphs
+	// on its TrainingDecoder (dropout seeded by Seed), as in Engine; nil trains all.
+	Adapter     Adapter
+	Seed        uint64
 	Optimizer   Optimizer // nil: DefaultAdamW
 	MaxGradNorm float64   // ≤ 0 disables clipping
 	Placement   Placement
@@ -96,6 +98,7 @@ func (s *ShardedStep) init() error {
 	if s.Model == nil || s.Objective == nil {
 		return fmt.Errorf("sharded step: Model and Objective are required")
 	}
+	s.Adapter = OrNil(s.Adapter)
 	if s.Optimizer == nil {
 		s.Optimizer = DefaultAdamW()
 	}
@@ -104,7 +107,7 @@ func (s *ShardedStep) init() error {
 		return fmt.Errorf("sharded step: the mesh has %d devices but backend %s has %d", s.devices, s.Model.Backend().Name(), have)
 	}
 	for _, n := range s.Model.Weights.Names() {
-		if s.Trainable == nil || s.Trainable(n) {
+		if s.Adapter == nil || s.Adapter.Trainable(n) {
 			s.trainable = append(s.trainable, n)
 		} else {
 			s.frozen = append(s.frozen, n)
@@ -303,7 +306,7 @@ func (s *ShardedStep) runMicro(batch map[string]*tensors.Tensor) ([]float32, []s
 	// the objective has named its metrics), then the gradients.
 	c, err := s.exec(key, in, append([]*distributed.ShardingSpec{nil}, gradSpecs...), func(c *shardedExec) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {
-			sum, count, metrics, g := microStep(s.Model, s.Objective, s.trainable, s.frozen, names, first, inputs)
+			sum, count, metrics, g := microStep(s.Model, s.Objective, s.Adapter, s.Seed, s.trainable, s.frozen, names, first, inputs)
 			lc := &compiled{}
 			scalars := Stack(lossOutputs(lc, sum, count, metrics), 0)
 			c.metricNames = lc.metricNames
@@ -575,7 +578,7 @@ func (e *Engine) initSharded() error {
 	if e.Placement == nil {
 		return nil
 	}
-	e.sharded = &ShardedStep{Model: e.Model, Objective: e.Objective, Trainable: e.Trainable,
+	e.sharded = &ShardedStep{Model: e.Model, Objective: e.Objective, Adapter: e.adapter(), Seed: e.Args.Seed,
 		Optimizer: e.Args.Optimizer, MaxGradNorm: e.Args.MaxGradNorm, Placement: e.Placement, InitialState: e.optState}
 	return e.sharded.init()
 }

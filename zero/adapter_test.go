@@ -38,7 +38,7 @@ func TestStage3LoRAAndDPO(t *testing.T) {
 				a, err := lora.Attach(m, lora.Config{R: 4, Alpha: 8, TargetModules: []string{"all-linear"}}, 5)
 				require.NoError(t, err)
 				losses := lossSink{}
-				e := &train.Engine{Model: m, Objective: tc.objective(a), Trainable: a.Trainable, Placement: placement,
+				e := &train.Engine{Model: m, Objective: tc.objective(a), Adapter: a, Placement: placement,
 					Sinks: []train.Sink{losses}, Args: train.Args{
 						LearningRate: learningRate, LRSchedulerType: "constant", MaxSteps: steps, GradientAccumulationSteps: accum,
 						MaxGradNorm: maxNorm, Optimizer: adamW(), LoggingSteps: 1,

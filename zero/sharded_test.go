@@ -80,11 +80,11 @@ func adamW() train.AdamW {
 }
 
 // referenceLosses trains on one device with train.Engine, the single-device trainer.
-func referenceLosses(t *testing.T, b compute.Backend, batches []map[string]*tensors.Tensor, trainable func(string) bool) (lossSink, map[string]*tensors.Tensor) {
+func referenceLosses(t *testing.T, b compute.Backend, batches []map[string]*tensors.Tensor, adapter train.Adapter) (lossSink, map[string]*tensors.Tensor) {
 	m, err := model.Load(b, tinyModel, model.LoadOptions{})
 	require.NoError(t, err)
 	sink := lossSink{}
-	e := &train.Engine{Model: m, Objective: train.CausalLM{}, Trainable: trainable, Sinks: []train.Sink{sink}, Args: train.Args{
+	e := &train.Engine{Model: m, Objective: train.CausalLM{}, Adapter: adapter, Sinks: []train.Sink{sink}, Args: train.Args{
 		LearningRate: learningRate, LRSchedulerType: "constant", MaxSteps: steps, GradientAccumulationSteps: accum,
 		MaxGradNorm: maxNorm, Optimizer: adamW(), LoggingSteps: 1,
 	}}
@@ -94,9 +94,24 @@ func referenceLosses(t *testing.T, b compute.Backend, batches []map[string]*tens
 	return sink, m.Weights
 }
 
-// onlyMLP trains the MLP weights and freezes the rest, the shape of an adapter run: frozen weights
-// are graph inputs without gradient or optimizer state.
-func onlyMLP(name string) bool { return strings.Contains(name, ".mlp.") }
+// onlyMLP is a train.Adapter that trains the model's MLP weights and freezes the rest, the shape of
+// an adapter run without the lora package: frozen weights are graph inputs without gradient or
+// optimizer state.
+type onlyMLP struct{}
+
+func (onlyMLP) Trainable(name string) bool                                  { return strings.Contains(name, ".mlp.") }
+func (onlyMLP) SaveWeights(string) error                                    { return nil }
+func (onlyMLP) LoadWeights(string) (map[string]*tensors.Tensor, error)      { return nil, nil }
+func (onlyMLP) TrainingDecoder(dec *model.Decoder, _ uint64) *model.Decoder { return dec }
+func (onlyMLP) BaseDecoder() *model.Decoder                                 { return nil }
+
+// adapterFor is onlyMLP for a frozen base, else none (a full fine-tune).
+func adapterFor(frozen bool) train.Adapter {
+	if frozen {
+		return onlyMLP{}
+	}
+	return nil
+}
 
 // TestStagesMatchOneDevice is the acceptance test of the ZeRO strategy: a 10-step SFT-shaped run
 // with gradient accumulation, clipping and weight decay on 4 devices gives, at every step, the loss
@@ -113,11 +128,7 @@ func TestStagesMatchOneDevice(t *testing.T) {
 		weights map[string]*tensors.Tensor
 	}{}
 	for _, frozen := range []bool{false, true} {
-		var trainable func(string) bool
-		if frozen {
-			trainable = onlyMLP
-		}
-		l, w := referenceLosses(t, b, batches, trainable)
+		l, w := referenceLosses(t, b, batches, adapterFor(frozen))
 		refs[frozen] = struct {
 			losses  lossSink
 			weights map[string]*tensors.Tensor
@@ -134,23 +145,20 @@ func TestStagesMatchOneDevice(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			ref, refWeights := refs[tc.frozen].losses, refs[tc.frozen].weights
-			var trainable func(string) bool
-			if tc.frozen {
-				trainable = onlyMLP
-			}
+			adapter := adapterFor(tc.frozen)
 			stage := tc.stage
 			m, err := model.Load(b, tinyModel, model.LoadOptions{})
 			require.NoError(t, err)
 			var numTrainable, numFrozen int64
 			for n, w := range m.Weights {
-				if trainable == nil || trainable(n) {
+				if adapter == nil || adapter.Trainable(n) {
 					numTrainable += int64(w.Shape().Size())
 				} else {
 					numFrozen += int64(w.Shape().Size())
 				}
 			}
 			strategy := &zero.Strategy{Stage: stage, Devices: testDevices}
-			s := &train.ShardedStep{Model: m, Objective: train.CausalLM{}, Trainable: trainable, Optimizer: adamW(), MaxGradNorm: maxNorm, Placement: strategy}
+			s := &train.ShardedStep{Model: m, Objective: train.CausalLM{}, Adapter: adapter, Optimizer: adamW(), MaxGradNorm: maxNorm, Placement: strategy}
 			defer s.Close()
 			var worst float64
 			for step := 1; step <= steps; step++ {

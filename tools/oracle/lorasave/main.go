@@ -77,7 +77,7 @@ func run(base string, allLinear bool, out string) error {
 		t := random(2, 16)
 		data = append(data, map[string]*tensors.Tensor{"input_ids": t, "labels": t})
 	}
-	e := &train.Engine{Model: m, Objective: train.CausalLM{}, Trainable: a.Trainable, Weights: a,
+	e := &train.Engine{Model: m, Objective: train.CausalLM{}, Adapter: a,
 		Args: train.Args{LearningRate: 2e-2, MaxSteps: 8, LRSchedulerType: "constant"}}
 	if _, err := e.Train(context.Background(), data, nil); err != nil {
 		return err
