@@ -93,14 +93,9 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	strategy, err := placementFor(b, r, log)
+	placement, err := placementFor(b, r, log)
 	if err != nil {
 		return nil, err
-	}
-	var placement train.Placement // stays a nil interface without a strategy
-	devices := 1
-	if strategy != nil {
-		placement, devices = strategy, strategy.Devices
 	}
 	withEval := in.mix.Test.Len() > 0 && tc.EvalStrategy != "no"
 
@@ -125,7 +120,6 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		cfg.PerDeviceTrainBatchSize *= devices // the batch one step splits over the devices
 		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), cfg.OutputDir
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
 			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir,
@@ -149,7 +143,6 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		if err != nil {
 			return nil, err
 		}
-		ra.PerDeviceTrainBatchSize *= devices
 		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), args.OutputDir
 		if r.Task == TaskORPO {
 			trainRun = func(sinks []train.Sink) (train.Result, string, error) {
@@ -294,9 +287,6 @@ func placementFor(b compute.Backend, r *Recipe, log *slog.Logger) (*zero.Strateg
 		return nil, fmt.Errorf("%s: --config_file %s asks for %d processes but backend %s has %d device(s); "+
 			"install the XLA CPU plugin (tools/install-xla-cpu.sh) and set GOMLX_BACKEND=xla:<plugin path>",
 			r.Path, r.Accelerate.Path, s.Devices, b.Name(), n)
-	}
-	if err := s.CheckBatch(r.Training.PerDeviceTrainBatchSize * s.Devices); err != nil {
-		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
 	log.Info("ZeRO placement", "stage", s.Stage, "devices", s.Devices, "config_file", r.Accelerate.Path)
 	return &s, nil

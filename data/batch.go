@@ -185,6 +185,10 @@ type Sampler struct {
 	Shuffle bool
 	// DropLast drops a final partial batch.
 	DropLast bool
+	// EvenBatches completes a final partial batch with the epoch's first examples, so every batch
+	// has BatchSize examples: accelerate's even_batches, which a multi-device run needs so that
+	// every device gets the same number of rows.
+	EvenBatches bool
 }
 
 // Steps returns the number of batches per epoch.
@@ -217,5 +221,13 @@ func (s Sampler) Batch(epoch, step int) ([]int, error) {
 		return nil, fmt.Errorf("sampler: step %d outside epoch of %d steps", step, s.Steps())
 	}
 	order := s.Order(epoch)
-	return order[step*s.BatchSize : min((step+1)*s.BatchSize, s.N)], nil
+	start := step * s.BatchSize
+	if !s.EvenBatches || start+s.BatchSize <= s.N {
+		return order[start:min(start+s.BatchSize, s.N)], nil
+	}
+	idx := make([]int, s.BatchSize)
+	for i := range idx {
+		idx[i] = order[(start+i)%s.N]
+	}
+	return idx, nil
 }

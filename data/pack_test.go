@@ -124,3 +124,21 @@ func TestSamplerResumes(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, 3, Sampler{N: 10, BatchSize: 3, DropLast: true}.Steps())
 }
+
+// TestSamplerEvenBatches: with EvenBatches the final partial batch is completed with the epoch's
+// first examples (accelerate's even_batches), so every batch has BatchSize examples.
+func TestSamplerEvenBatches(t *testing.T) {
+	s := Sampler{N: 10, BatchSize: 4, Seed: 2, Shuffle: true, EvenBatches: true}
+	require.Equal(t, 3, s.Steps())
+	order := s.Order(1)
+	last, err := s.Batch(1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, []int{order[8], order[9], order[0], order[1]}, last)
+	first, err := s.Batch(1, 0)
+	require.NoError(t, err)
+	assert.Equal(t, order[:4], first, "full batches are unchanged")
+	s.EvenBatches = false
+	last, err = s.Batch(1, 2)
+	require.NoError(t, err)
+	assert.Equal(t, order[8:], last)
+}

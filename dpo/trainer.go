@@ -103,9 +103,12 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 		return Result{}, fmt.Errorf("dpo: ref_model vocabulary %d differs from the policy's %d", t.RefModel.Config.VocabSize, t.Model.Config.VocabSize)
 	}
 	ra := cfg.RunArgs.withDefaults()
+	sampler, err := trainSampler(len(t.TrainSet), ra, cfg.DataSeed, t.Placement)
+	if err != nil {
+		return Result{}, fmt.Errorf("dpo: %w", err)
+	}
 	collate := data.CollateConfig{PadID: ra.PadID, PadToMultipleOf: ra.PadToMultipleOf, MaxLength: ra.MaxLength, Truncation: ra.Truncation}
-	trainB := &pairBatches{pairs: t.TrainSet, ref: t.TrainRefLogps, collate: collate,
-		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: cfg.DataSeed, Shuffle: true}}
+	trainB := &pairBatches{pairs: t.TrainSet, ref: t.TrainRefLogps, collate: collate, sampler: sampler}
 	var evalB *pairBatches
 	if len(t.EvalSet) > 0 {
 		evalB = &pairBatches{pairs: t.EvalSet, ref: t.EvalRefLogps, collate: collate,
@@ -203,14 +206,28 @@ func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 		return Result{}, fmt.Errorf("orpo: %w", err)
 	}
 	ra := cfg.RunArgs.withDefaults()
+	sampler, err := trainSampler(len(t.TrainSet), ra, cfg.DataSeed, t.Placement)
+	if err != nil {
+		return Result{}, fmt.Errorf("orpo: %w", err)
+	}
 	collate := data.CollateConfig{PadID: ra.PadID, PadToMultipleOf: ra.PadToMultipleOf, MaxLength: ra.MaxLength, Truncation: ra.Truncation}
-	trainB := &pairBatches{pairs: t.TrainSet, collate: collate,
-		sampler: data.Sampler{N: len(t.TrainSet), BatchSize: ra.PerDeviceTrainBatchSize, Seed: cfg.DataSeed, Shuffle: true}}
+	trainB := &pairBatches{pairs: t.TrainSet, collate: collate, sampler: sampler}
 	var eval train.Batches
 	if len(t.EvalSet) > 0 {
 		eval = &pairBatches{pairs: t.EvalSet, collate: collate, sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
 	}
 	return run(ctx, "orpo", t.Model, ORPO{Beta: cfg.Beta}, cfg.Args, ra, trainB, eval, engineHooks{train.OrNil(t.Adapter), t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
+}
+
+// trainSampler orders n training pairs into micro-batches of PerDeviceTrainBatchSize pairs per
+// device: times the placement's data-parallel replicas, the final partial batch completed
+// (accelerate's even_batches) when there are several.
+func trainSampler(n int, ra RunArgs, seed uint64, p train.Placement) (data.Sampler, error) {
+	pairs, err := train.BatchRows(p, ra.PerDeviceTrainBatchSize)
+	if err != nil {
+		return data.Sampler{}, err
+	}
+	return data.Sampler{N: n, BatchSize: pairs, Seed: seed, Shuffle: true, EvenBatches: pairs > ra.PerDeviceTrainBatchSize}, nil
 }
 
 func (a RunArgs) withDefaults() RunArgs {
@@ -271,7 +288,7 @@ type engineHooks struct {
 // run trains obj with the engine, resuming from output_dir's last checkpoint, and writes the
 // output directory (the layout sft writes).
 func run(ctx context.Context, name string, m *model.Model, obj train.Objective, args train.Args, ra RunArgs,
-	trainB, evalB train.Batches, h engineHooks) (Result, error) {
+	trainB *pairBatches, evalB train.Batches, h engineHooks) (Result, error) {
 	engine := &train.Engine{Model: m, Objective: obj, Args: args, Adapter: h.adapter,
 		Placement: h.placement, Sinks: slices.Clone(h.sinks), Progress: h.progress}
 	out, err := engine.OpenOutputDir(ra.OverwriteOutputDir, trainB.Len())
@@ -291,7 +308,7 @@ func run(ctx context.Context, name string, m *model.Model, obj train.Objective, 
 		return res, fmt.Errorf("%s: %w", name, err)
 	}
 	final := train.Output{Dir: args.OutputDir, Model: m, Weights: h.adapter, TokenizerDir: h.tokenizerDir,
-		SamplesPerStep: ra.PerDeviceTrainBatchSize * max(1, args.GradientAccumulationSteps)}
+		SamplesPerStep: trainB.sampler.BatchSize * max(1, args.GradientAccumulationSteps)}
 	if err := final.Save(res.Result); err != nil {
 		return res, fmt.Errorf("%s: %w", name, err)
 	}

@@ -83,9 +83,14 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if len(trainSamples) == 0 {
 		return Result{}, fmt.Errorf("sft: no training sample")
 	}
+	rows, err := train.BatchRows(t.Placement, cfg.PerDeviceTrainBatchSize)
+	if err != nil {
+		return Result{}, fmt.Errorf("sft: %w", err)
+	}
 	collate := data.CollateConfig{PadID: cfg.PadID, PaddingFree: cfg.PaddingFree, PadToMultipleOf: cfg.PadToMultipleOf}
 	trainBatches := &batches{samples: trainSamples, collate: collate,
-		sampler: data.Sampler{N: len(trainSamples), BatchSize: cfg.PerDeviceTrainBatchSize, Seed: cfg.DataSeed, Shuffle: true}}
+		sampler: data.Sampler{N: len(trainSamples), BatchSize: rows, Seed: cfg.DataSeed, Shuffle: true,
+			EvenBatches: rows > cfg.PerDeviceTrainBatchSize}}
 	var evalBatches train.Batches
 	if len(t.EvalSet) > 0 {
 		evalBatches = &batches{samples: t.EvalSet, collate: data.CollateConfig{PadID: cfg.PadID, PadToMultipleOf: cfg.PadToMultipleOf},
@@ -111,7 +116,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("sft: %w", err)
 	}
 	final := train.Output{Dir: cfg.OutputDir, Model: t.Model, Weights: adapter, TokenizerDir: t.TokenizerDir,
-		SamplesPerStep: cfg.PerDeviceTrainBatchSize * max(1, cfg.GradientAccumulationSteps)}
+		SamplesPerStep: rows * max(1, cfg.GradientAccumulationSteps)}
 	if err := final.Save(res.Result); err != nil {
 		return res, fmt.Errorf("sft: %w", err)
 	}

@@ -78,8 +78,10 @@ type Engine struct {
 	// Sinks get every logged entry; Progress, when set, is called after each optimizer step.
 	Sinks    []Sink
 	Progress func(step, total int, loss float64)
-	// Placement, when set, spreads the optimizer step over a device mesh (zero.Strategy) with a
-	// ShardedStep; evaluation and checkpoints see the gathered weights. nil: one device.
+	// Placement, when set, spreads the optimizer step over a device mesh (a *zero.Strategy) with a
+	// ShardedStep; evaluation and checkpoints see the gathered weights. nil (or a nil
+	// *zero.Strategy): one device. Each batch of train is one micro-batch of the whole mesh (its
+	// rows are split over the devices; trainers size it with BatchRows).
 	Placement Placement
 
 	trainable, frozen []string

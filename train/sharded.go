@@ -16,11 +16,20 @@ import (
 	"handbook/model"
 )
 
-// Placement says where each tensor of a sharded training step lives on a device mesh. A nil spec
-// means replicated on every device. zero.Strategy implements it for the ZeRO stages.
+// Placement says where each tensor of a sharded training step lives on a device mesh, and how a
+// batch is split over it. A nil spec means replicated on every device. *zero.Strategy implements
+// it for the ZeRO stages. A nil Placement, or one holding a nil pointer (a nil *zero.Strategy),
+// means one device.
 type Placement interface {
+	// Validate reports a placement that cannot run (an unknown stage, no device); trainers call it
+	// before anything compiles.
+	Validate() error
 	// Mesh is the device mesh every graph of the step runs on.
 	Mesh() *distributed.DeviceMesh
+	// DataParallel is the number of data-parallel replicas a batch's rows are split over: each
+	// takes per_device_train_batch_size rows, so a trainer's micro-batch has that many times more
+	// (see BatchRows).
+	DataParallel() int
 	// ParamSpec, GradSpec and StateSpec place a weight of the given shape, its accumulated
 	// gradient and each of its optimizer state tensors.
 	ParamSpec(shape shapes.Shape) *distributed.ShardingSpec
@@ -28,6 +37,24 @@ type Placement interface {
 	StateSpec(shape shapes.Shape) *distributed.ShardingSpec
 	// BatchSpec places a batch input ([batch, …]); the batch axis is split over the data axis.
 	BatchSpec(shape shapes.Shape) *distributed.ShardingSpec
+}
+
+// BatchRows is the rows of one micro-batch when every data-parallel replica takes perDevice rows
+// (TrainingArguments' per_device_train_batch_size): perDevice on one device (p nil, or a nil
+// pointer), perDevice × p.DataParallel() on a mesh. It validates p first, so a bad placement or
+// batch size is an error before anything compiles. Trainers size their batches with it; the
+// Engine and ShardedStep take batches as they come (global rows).
+func BatchRows(p Placement, perDevice int) (int, error) {
+	if perDevice <= 0 {
+		return 0, fmt.Errorf("per_device_train_batch_size must be positive, got %d", perDevice)
+	}
+	if p = OrNil(p); p == nil {
+		return perDevice, nil
+	}
+	if err := p.Validate(); err != nil {
+		return 0, fmt.Errorf("Placement: %w", err)
+	}
+	return perDevice * p.DataParallel(), nil
 }
 
 // ShardedStep runs the Engine's optimizer step — micro-batch gradients summed, normalized by the
@@ -84,13 +111,11 @@ type StepResult struct {
 
 func (s *ShardedStep) init() error {
 	s.trainable, s.frozen, s.params, s.frozenW, s.state, s.grads = nil, nil, nil, nil, nil, nil
-	if s.Placement == nil {
-		return fmt.Errorf("sharded step: no placement")
+	if s.Placement = OrNil(s.Placement); s.Placement == nil {
+		return fmt.Errorf("sharded step: Placement is nil")
 	}
-	if v, ok := s.Placement.(interface{ Validate() error }); ok {
-		if err := v.Validate(); err != nil {
-			return fmt.Errorf("sharded step: %w", err)
-		}
+	if err := s.Placement.Validate(); err != nil {
+		return fmt.Errorf("sharded step: Placement: %w", err)
 	}
 	if s.Placement.Mesh() == nil {
 		return fmt.Errorf("sharded step: the placement has no device mesh")
@@ -575,7 +600,7 @@ func (s *ShardedStep) OptimizerState() ([][]*tensors.Tensor, error) {
 // initSharded starts the Engine's sharded step when a Placement is set.
 func (e *Engine) initSharded() error {
 	e.sharded = nil
-	if e.Placement == nil {
+	if OrNil(e.Placement) == nil {
 		return nil
 	}
 	e.sharded = &ShardedStep{Model: e.Model, Objective: e.Objective, Adapter: e.adapter(), Seed: e.Args.Seed,

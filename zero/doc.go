@@ -5,10 +5,14 @@
 //     stage 0 is data parallelism (parameters, gradients and optimizer state replicated, gradients
 //     all-reduced), 1 partitions the optimizer state, 2 also the gradients (reduce-scattered), 3
 //     also the parameters (gathered where used). The batch is always split on its first axis. It
-//     implements train.Placement; train.ShardedStep runs the engine's optimizer step with it, and
-//     XLA (Shardy) inserts the collectives, so a run gives one device's losses. Over several
-//     hosts (Nodes) the mesh is ("node", "local"); Hybrid partitions within a node only (FSDP
-//     HYBRID_SHARD), see docs/MULTINODE.md.
+//     implements train.Placement: set it as the Placement of a trainer (sft, dpo, orpo) or of
+//     train.Engine, and train.ShardedStep runs the engine's optimizer step on it; XLA (Shardy)
+//     inserts the collectives, so a run gives one device's losses. Every device is a data-parallel
+//     replica: a trainer's per_device_train_batch_size is per device, so a micro-batch has that
+//     many rows times Devices (train.BatchRows), the epoch's last one completed as accelerate's
+//     even_batches does. A nil *Strategy is one device. Over several hosts (Nodes) the mesh is
+//     ("node", "local"); Hybrid partitions within a node only (FSDP HYBRID_SHARD), see
+//     docs/MULTINODE.md.
 //   - [FromAccelerateConfig] reads the handbook's accelerate configs (DeepSpeed, FSDP, DDP) into a
 //     Strategy; offload to host memory is refused with an explanation.
 //   - [Estimate] gives per-device bytes of parameters, gradients, optimizer state and activations

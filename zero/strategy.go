@@ -43,8 +43,12 @@ type Strategy struct {
 	mesh *distributed.DeviceMesh
 }
 
-// Validate reports a stage outside 0–3 or a device count below 1.
+// Validate implements train.Placement: it reports a nil strategy, a stage outside 0–3 or a device
+// count below 1.
 func (s *Strategy) Validate() error {
+	if s == nil {
+		return fmt.Errorf("zero: the strategy is a nil *zero.Strategy")
+	}
 	if s.Stage < Stage0 || s.Stage > Stage3 {
 		return fmt.Errorf("zero: stage %d is not a ZeRO stage (0, 1, 2 or 3)", int(s.Stage))
 	}
@@ -67,14 +71,24 @@ func (s *Strategy) CheckBatch(batchSize int) error {
 	return nil
 }
 
+// DataParallel implements train.Placement: every device is a data-parallel replica (the batch is
+// split over all of them, on one host or several), so a trainer's micro-batch is
+// PerDeviceTrainBatchSize × Devices rows.
+func (s *Strategy) DataParallel() int {
+	if s.Validate() != nil {
+		return 1
+	}
+	return s.Devices
+}
+
 // Mesh is the device mesh of all the strategy's devices: one axis ("data") on one host,
 // ("node", "local") over several; nil when the strategy is invalid.
 func (s *Strategy) Mesh() *distributed.DeviceMesh {
-	if s.mesh != nil {
-		return s.mesh
-	}
 	if s.Validate() != nil {
 		return nil
+	}
+	if s.mesh != nil {
+		return s.mesh
 	}
 	sizes, names := s.meshAxes()
 	m, err := distributed.NewDeviceMesh(sizes, names)
