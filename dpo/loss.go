@@ -61,7 +61,7 @@ func validLossTypes() string {
 
 // LossConfig is the part of DPOConfig that shapes the loss.
 type LossConfig struct {
-	// Beta is β (TRL default 0.1); it must be positive.
+	// Beta is β (beta; TRL's default 0.1, which the trainers use for 0); it must be positive.
 	Beta float64
 	// LossType is one loss or several combined with LossWeights (default: sigmoid).
 	LossType []LossType
@@ -75,14 +75,14 @@ type LossConfig struct {
 
 // DefaultLossConfig returns TRL's DPOConfig defaults: β = 0.1, sigmoid, τ = 0.05.
 func DefaultLossConfig() LossConfig {
-	return LossConfig{Beta: 0.1, LossType: []LossType{LossSigmoid}, DiscopopTau: 0.05}
+	return LossConfig{Beta: DefaultBeta, LossType: []LossType{LossSigmoid}, DiscopopTau: 0.05}
 }
 
-// Validate checks the loss configuration as TRL does, with the list of valid loss types on an
-// unknown one.
+// Validate checks the loss configuration as given, as TRL does, with the list of valid loss types
+// on an unknown one. (Trainer.Train first fills a zero Beta with DefaultBeta.)
 func (c LossConfig) Validate() error {
 	if !(c.Beta > 0) || math.IsInf(c.Beta, 0) {
-		return fmt.Errorf("beta must be positive and finite, got %g", c.Beta)
+		return fmt.Errorf("beta must be positive and finite, got %g (LossConfig.Beta)", c.Beta)
 	}
 	for _, lt := range c.LossType {
 		if !slices.Contains(LossTypes, lt) {

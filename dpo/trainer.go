@@ -3,6 +3,7 @@ package dpo
 import (
 	"context"
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/gomlx/gomlx/core/tensors"
@@ -13,11 +14,17 @@ import (
 )
 
 // RunArgs are the batching and output arguments DPO and ORPO share (TRL's DPOConfig / ORPOConfig
-// on top of TrainingArguments).
+// on top of TrainingArguments). A zero field takes TRL's default.
 type RunArgs struct {
-	PerDeviceTrainBatchSize int // pairs per micro-batch (default 8)
-	PerDeviceEvalBatchSize  int // default 8
-	// MaxLength cuts each prompt+completion row (0: no limit), keeping Truncation's end.
+	// PerDeviceTrainBatchSize is the pairs each device takes per micro-batch
+	// (per_device_train_batch_size; 0: 8). With a Placement, a micro-batch has that many pairs per
+	// data-parallel replica (train.BatchRows).
+	PerDeviceTrainBatchSize int
+	// PerDeviceEvalBatchSize is the pairs of an evaluation batch, which runs on one device
+	// (per_device_eval_batch_size; 0: 8).
+	PerDeviceEvalBatchSize int
+	// MaxLength cuts each prompt+completion row (max_length; 0: no limit — TRL's default is 1024,
+	// which the recipe bridge sets), keeping Truncation's end (truncation_mode; "": keep_start).
 	MaxLength  int
 	Truncation data.Truncation
 	// PadID pads rows (TRL: the pad token, else EOS); PadToMultipleOf rounds row lengths up,
@@ -28,7 +35,10 @@ type RunArgs struct {
 	OverwriteOutputDir bool
 }
 
-// Config is DPOConfig: the engine's arguments, the loss, batching and the reference policy.
+// Config is TRL's DPOConfig: the engine's arguments, the loss, batching and the reference policy.
+// A zero field takes TRL's default: a zero Args.LearningRate is 1e-6, a zero LossConfig.Beta 0.1
+// and an empty LossConfig.LossType sigmoid, so Config{Args: train.Args{OutputDir: dir}} is
+// DPOConfig(output_dir=dir).
 type Config struct {
 	train.Args
 	LossConfig
@@ -87,7 +97,14 @@ type Result struct {
 func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	cfg := t.Config
 	loss := cfg.LossConfig
+	if loss.Beta == 0 {
+		loss.Beta = DefaultBeta
+	}
 	if err := loss.Validate(); err != nil {
+		return Result{}, fmt.Errorf("dpo: %w", err)
+	}
+	args, ra, err := withDefaults(cfg.Args, cfg.RunArgs)
+	if err != nil {
 		return Result{}, fmt.Errorf("dpo: %w", err)
 	}
 	if err := checkSets(t.Model, t.TrainSet, t.EvalSet); err != nil {
@@ -102,8 +119,7 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if t.RefModel != nil && t.RefModel.Config.VocabSize != t.Model.Config.VocabSize {
 		return Result{}, fmt.Errorf("dpo: ref_model vocabulary %d differs from the policy's %d", t.RefModel.Config.VocabSize, t.Model.Config.VocabSize)
 	}
-	ra := cfg.RunArgs.withDefaults()
-	sampler, err := trainSampler(len(t.TrainSet), ra, cfg.DataSeed, t.Placement)
+	sampler, err := trainSampler(len(t.TrainSet), ra, args.DataSeed, t.Placement)
 	if err != nil {
 		return Result{}, fmt.Errorf("dpo: %w", err)
 	}
@@ -172,14 +188,15 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if evalB != nil {
 		eval = evalB
 	}
-	return run(ctx, "dpo", t.Model, obj, cfg.Args, ra, trainB, eval, engineHooks{adapter, t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
+	return run(ctx, "dpo", t.Model, obj, args, ra, trainB, eval, engineHooks{adapter, t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
 }
 
-// ORPOConfig is ORPOConfig: the engine's arguments, λ and batching.
+// ORPOConfig is TRL's ORPOConfig: the engine's arguments, λ and batching. A zero field takes TRL's
+// default: a zero Args.LearningRate is 1e-6, a zero Beta 0.1.
 type ORPOConfig struct {
 	train.Args
 	RunArgs
-	// Beta is λ, the weight of the odds-ratio term (TRL default 0.1); it must be positive.
+	// Beta is λ, the weight of the odds-ratio term (beta; 0: 0.1); it must be positive.
 	Beta float64
 }
 
@@ -199,14 +216,21 @@ type ORPOTrainer struct {
 // Train runs ORPO (resuming as Trainer.Train does) and saves the final model at output_dir.
 func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 	cfg := t.Config
-	if err := (LossConfig{Beta: cfg.Beta}).Validate(); err != nil {
-		return Result{}, fmt.Errorf("orpo: %w", err)
+	beta := cfg.Beta
+	if beta == 0 {
+		beta = DefaultBeta
+	}
+	if !(beta > 0) || math.IsInf(beta, 0) {
+		return Result{}, fmt.Errorf("orpo: beta must be positive and finite, got %g (ORPOConfig.Beta)", beta)
 	}
 	if err := checkSets(t.Model, t.TrainSet, t.EvalSet); err != nil {
 		return Result{}, fmt.Errorf("orpo: %w", err)
 	}
-	ra := cfg.RunArgs.withDefaults()
-	sampler, err := trainSampler(len(t.TrainSet), ra, cfg.DataSeed, t.Placement)
+	args, ra, err := withDefaults(cfg.Args, cfg.RunArgs)
+	if err != nil {
+		return Result{}, fmt.Errorf("orpo: %w", err)
+	}
+	sampler, err := trainSampler(len(t.TrainSet), ra, args.DataSeed, t.Placement)
 	if err != nil {
 		return Result{}, fmt.Errorf("orpo: %w", err)
 	}
@@ -216,7 +240,7 @@ func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 	if len(t.EvalSet) > 0 {
 		eval = &pairBatches{pairs: t.EvalSet, collate: collate, sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
 	}
-	return run(ctx, "orpo", t.Model, ORPO{Beta: cfg.Beta}, cfg.Args, ra, trainB, eval, engineHooks{train.OrNil(t.Adapter), t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
+	return run(ctx, "orpo", t.Model, ORPO{Beta: beta}, args, ra, trainB, eval, engineHooks{train.OrNil(t.Adapter), t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
 }
 
 // trainSampler orders n training pairs into micro-batches of PerDeviceTrainBatchSize pairs per
@@ -230,14 +254,38 @@ func trainSampler(n int, ra RunArgs, seed uint64, p train.Placement) (data.Sampl
 	return data.Sampler{N: n, BatchSize: pairs, Seed: seed, Shuffle: true, EvenBatches: pairs > ra.PerDeviceTrainBatchSize}, nil
 }
 
-func (a RunArgs) withDefaults() RunArgs {
-	if a.PerDeviceTrainBatchSize <= 0 {
-		a.PerDeviceTrainBatchSize = 8
+// DefaultLearningRate is TRL's DPOConfig and ORPOConfig learning_rate, the trainers' for a zero
+// Args.LearningRate; DefaultBeta is their beta (DPO's β, ORPO's λ), for a zero Beta.
+const (
+	DefaultLearningRate = 1e-6
+	DefaultBeta         = 0.1
+)
+
+// withDefaults fills the zero arguments with TRL's defaults and rejects what no run can use,
+// naming the TRL key and the field.
+func withDefaults(args train.Args, ra RunArgs) (train.Args, RunArgs, error) {
+	if args.LearningRate == 0 {
+		args.LearningRate = DefaultLearningRate
 	}
-	if a.PerDeviceEvalBatchSize <= 0 {
-		a.PerDeviceEvalBatchSize = 8
+	if ra.PerDeviceTrainBatchSize == 0 {
+		ra.PerDeviceTrainBatchSize = 8
 	}
-	return a
+	if ra.PerDeviceEvalBatchSize == 0 {
+		ra.PerDeviceEvalBatchSize = 8
+	}
+	switch {
+	case args.OutputDir == "":
+		return args, ra, fmt.Errorf("output_dir is required (Config.OutputDir)")
+	case ra.PerDeviceTrainBatchSize < 0:
+		return args, ra, fmt.Errorf("per_device_train_batch_size must be positive, got %d (Config.PerDeviceTrainBatchSize)", ra.PerDeviceTrainBatchSize)
+	case ra.PerDeviceEvalBatchSize < 0:
+		return args, ra, fmt.Errorf("per_device_eval_batch_size must be positive, got %d (Config.PerDeviceEvalBatchSize)", ra.PerDeviceEvalBatchSize)
+	case ra.MaxLength < 0:
+		return args, ra, fmt.Errorf("max_length must not be negative, got %d (Config.MaxLength)", ra.MaxLength)
+	case ra.PadToMultipleOf < 0:
+		return args, ra, fmt.Errorf("pad_to_multiple_of must not be negative, got %d (Config.PadToMultipleOf)", ra.PadToMultipleOf)
+	}
+	return args, ra, args.Validate()
 }
 
 // checkSets rejects what would silently train on nothing: no pairs, a pair without a prompt

@@ -112,7 +112,10 @@ func TestTrainerRejectsBadSetup(t *testing.T) {
 		{"unknown loss type", Config{Args: args, LossConfig: LossConfig{Beta: 0.1, LossType: []LossType{"simpo"}}}, good,
 			`unknown loss_type "simpo"; valid: sigmoid, hinge, ipo, exo_pair, nca_pair, robust, bco_pair, sppo_hard, aot, aot_unpaired, apo_zero, apo_down, discopop, sft, sigmoid_norm`},
 		{"loss weights", Config{Args: args, LossConfig: LossConfig{Beta: 0.1, LossType: []LossType{LossSigmoid, LossSFT}, LossWeights: []float64{0.8}}}, good, "loss_weights has 1 values for 2 loss types"},
-		{"beta zero", Config{Args: args}, good, "beta must be positive"},
+		{"beta negative", Config{Args: args, LossConfig: LossConfig{Beta: -0.5}}, good, "beta must be positive and finite, got -0.5 (LossConfig.Beta)"},
+		{"negative batch", Config{Args: args, RunArgs: RunArgs{PerDeviceTrainBatchSize: -1}}, good,
+			"dpo: per_device_train_batch_size must be positive, got -1 (Config.PerDeviceTrainBatchSize)"},
+		{"no output dir", Config{Args: train.Args{MaxSteps: 1}}, good, "dpo: output_dir is required (Config.OutputDir)"},
 		{"empty prompt", Config{Args: args, LossConfig: DefaultLossConfig()},
 			[]data.PreferenceSample{good[0], {ChosenIDs: []int32{7, 2}, RejectedIDs: []int32{8, 2}}}, "training pair 1 has an empty prompt: chosen and rejected must share a prompt"},
 		{"empty rejected", Config{Args: args, LossConfig: DefaultLossConfig()},
@@ -134,6 +137,37 @@ func TestTrainerRejectsBadSetup(t *testing.T) {
 	orpo := &ORPOTrainer{Model: m, Config: ORPOConfig{Args: args, Beta: -1}, TrainSet: good}
 	_, err = orpo.Train(context.Background())
 	assert.ErrorContains(t, err, "orpo: beta must be positive")
+}
+
+// TestZeroConfigIsDPOConfig: a Config with only an output directory is TRL's DPOConfig — β 0.1,
+// sigmoid, learning rate 1e-6 — step for step the run of DefaultLossConfig; ORPOConfig likewise
+// takes λ 0.1.
+func TestZeroConfigIsDPOConfig(t *testing.T) {
+	g, pairs := loadGolden(t)
+	run := func(cfg Config) []map[string]float64 {
+		var entries []map[string]float64
+		cfg.OutputDir, cfg.MaxSteps, cfg.LoggingSteps, cfg.PadID = t.TempDir(), 2, 1, g.PadID
+		tr := &Trainer{Model: loadModel(t, policyFixture), TrainSet: pairs, Sinks: collect(&entries), Config: cfg}
+		_, err := tr.Train(context.Background())
+		require.NoError(t, err)
+		require.Len(t, entries, 2)
+		return entries
+	}
+	zero := run(Config{})
+	explicit := run(Config{Args: train.Args{LearningRate: DefaultLearningRate}, LossConfig: DefaultLossConfig()})
+	assert.InDelta(t, math.Ln2, zero[0]["loss"], 1e-6, "sigmoid loss of a policy equal to its reference")
+	assert.InDelta(t, DefaultLearningRate, zero[0]["learning_rate"], 1e-15)
+	assert.Equal(t, explicit, zero)
+
+	orpo := func(beta float64) float64 {
+		var entries []map[string]float64
+		tr := &ORPOTrainer{Model: loadModel(t, policyFixture), TrainSet: pairs, Sinks: collect(&entries),
+			Config: ORPOConfig{Args: train.Args{OutputDir: t.TempDir(), MaxSteps: 1, LoggingSteps: 1}, RunArgs: RunArgs{PadID: g.PadID}, Beta: beta}}
+		_, err := tr.Train(context.Background())
+		require.NoError(t, err)
+		return entries[0]["loss"]
+	}
+	assert.Equal(t, orpo(DefaultBeta), orpo(0))
 }
 
 // lowRankHead is a test-only adapter on lm_head, y = x·Wᵀ + (x·Aᵀ)·Bᵀ with B starting at zero, so

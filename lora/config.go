@@ -29,16 +29,21 @@ const (
 	InitGaussian Init = "gaussian"
 )
 
-// Config describes a LoRA adapter, named after PEFT's LoraConfig.
+// Config describes a LoRA adapter, named after PEFT's LoraConfig. R and Alpha must be set: PEFT
+// (8 and 8) and TRL's recipe keys (16 and 32) disagree on their defaults, and an Alpha left 0
+// would scale the update to nothing. The other zero fields are PEFT's defaults.
 type Config struct {
-	// R is the rank of the update B·A (r).
+	// R is the rank of the update B·A (r); it must be positive.
 	R int
-	// Alpha scales the update: α/r, or α/√r with UseRSLoRA (lora_alpha).
+	// Alpha scales the update: α/r, or α/√r with UseRSLoRA (lora_alpha); it must be positive.
 	Alpha float64
-	// Dropout is the dropout probability on the adapter's input in training graphs (lora_dropout).
+	// Dropout is the dropout probability on the adapter's input in training graphs (lora_dropout;
+	// 0: none, PEFT's default).
 	Dropout float64
 	// TargetModules selects linear layers by module-path suffix ("q_proj" matches
-	// "model.layers.0.self_attn.q_proj"), or is the single value AllLinear.
+	// "model.layers.0.self_attn.q_proj"), or is the single value AllLinear. Empty (with no
+	// TargetRegex or TargetParameters) means PEFT's default for the model type: q_proj and v_proj
+	// for the families that have one.
 	TargetModules []string
 	// TargetRegex, when set, selects modules whose full path matches it entirely (PEFT's
 	// target_modules given as a string). It excludes TargetModules.
@@ -77,7 +82,10 @@ func (c Config) Scale() float64 {
 // Validate checks the configuration on its own (targets are checked against a model by Attach).
 func (c Config) Validate() error {
 	if c.R <= 0 {
-		return fmt.Errorf("lora: r must be positive, got %d", c.R)
+		return fmt.Errorf("lora: r must be positive, got %d (Config.R; PEFT's default is 8, TRL's lora_r 16)", c.R)
+	}
+	if !(c.Alpha > 0) || math.IsInf(c.Alpha, 0) {
+		return fmt.Errorf("lora: lora_alpha must be positive, got %g (Config.Alpha): the update is scaled by lora_alpha/r, so 0 trains nothing; PEFT's default is 8, TRL's lora_alpha 32", c.Alpha)
 	}
 	if c.Dropout < 0 || c.Dropout >= 1 {
 		return fmt.Errorf("lora: lora_dropout must be in [0, 1), got %g", c.Dropout)
@@ -90,9 +98,6 @@ func (c Config) Validate() error {
 	}
 	if c.TargetRegex != "" && len(c.TargetModules) > 0 {
 		return fmt.Errorf("lora: give target_modules as a list or as a regex, not both")
-	}
-	if c.TargetRegex == "" && len(c.TargetModules) == 0 && len(c.TargetParameters) == 0 {
-		return fmt.Errorf("lora: target_modules is empty")
 	}
 	if c.TargetRegex != "" {
 		if _, err := regexp.Compile(c.TargetRegex); err != nil {
@@ -137,6 +142,12 @@ func (c Config) Targets(cfg *model.Config) ([]string, error) {
 	var re *regexp.Regexp
 	if c.TargetRegex != "" {
 		re = regexp.MustCompile("^(?:" + c.TargetRegex + ")$")
+	} else if len(c.TargetModules) == 0 && len(c.TargetParameters) == 0 {
+		defaults, err := defaultTargetModules(string(cfg.ModelType))
+		if err != nil {
+			return nil, err
+		}
+		c.TargetModules = defaults
 	}
 	for _, m := range linear {
 		switch {

@@ -46,5 +46,5 @@ func Example() {
 	// scale: 2
 	// trainable: 8192 values
 	// base frozen: true
-	// lora: r must be positive, got 0
+	// lora: r must be positive, got 0 (Config.R; PEFT's default is 8, TRL's lora_r 16)
 }

@@ -1,9 +1,11 @@
 package lora
 
 import (
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -202,6 +204,21 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	assert.NotEmpty(t, cfg.TargetRegex)
 }
 
+// TestDefaultTargetModules: a Config without target modules adapts PEFT's default modules for the
+// model type (q_proj and v_proj for Llama).
+func TestDefaultTargetModules(t *testing.T) {
+	m := loadBase(t, testBackend(t), "llama_gqa")
+	a, err := Attach(m, Config{R: 4, Alpha: 8}, 1)
+	require.NoError(t, err)
+	want := []string{}
+	for l := range m.Config.NumHiddenLayers {
+		want = append(want, fmt.Sprintf("model.layers.%d.self_attn.q_proj", l), fmt.Sprintf("model.layers.%d.self_attn.v_proj", l))
+	}
+	sort.Strings(want)
+	assert.Equal(t, want, a.Modules)
+	assert.Equal(t, 2.0, a.Scale())
+}
+
 func TestBadInput(t *testing.T) {
 	be := testBackend(t)
 	tests := []struct {
@@ -211,6 +228,7 @@ func TestBadInput(t *testing.T) {
 	}{
 		{"zero rank", Config{R: 0, Alpha: 8, TargetModules: []string{"q_proj"}}, []string{"r must be positive"}},
 		{"negative rank", Config{R: -2, Alpha: 8, TargetModules: []string{"q_proj"}}, []string{"r must be positive"}},
+		{"zero alpha", Config{R: 8, TargetModules: []string{"q_proj"}}, []string{"lora_alpha must be positive, got 0 (Config.Alpha)", "trains nothing"}},
 		{"no match", Config{R: 4, Alpha: 8, TargetModules: []string{"query_key_value"}},
 			[]string{"match no linear module", "model.layers.0.self_attn.q_proj", "lm_head"}},
 		{"regex no match", Config{R: 4, Alpha: 8, TargetRegex: `.*\.attn\.c_attn`}, []string{"match no linear module"}},

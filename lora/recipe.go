@@ -32,6 +32,14 @@ var defaultTargets = map[string][]string{
 	"qwen3": {"q_proj", "v_proj"}, "gemma": {"q_proj", "v_proj"}, "mixtral": {"q_proj", "v_proj"},
 }
 
+// defaultTargetModules is PEFT's default target_modules for a model type.
+func defaultTargetModules(modelType string) ([]string, error) {
+	if t := defaultTargets[modelType]; t != nil {
+		return t, nil
+	}
+	return nil, fmt.Errorf("lora: lora_target_modules is required for model type %q (Config.TargetModules; PEFT has no default for it)", modelType)
+}
+
 // FromRecipe maps recipe keys to an adapter configuration and, for QLoRA, quantization options.
 // It returns a nil Config when use_peft is off (a full fine-tune) and nil QuantizeOptions unless
 // load_in_4bit. modelType ("llama", …) picks PEFT's default target modules.
@@ -71,13 +79,13 @@ func FromRecipe(o RecipeOptions, modelType string) (*Config, *QuantizeOptions, e
 	if o.LoraAlpha != 0 {
 		c.Alpha = o.LoraAlpha
 	}
-	switch {
-	case len(o.LoraTargetModules) > 0:
-		c.TargetModules = o.LoraTargetModules
-	case defaultTargets[modelType] != nil:
-		c.TargetModules = defaultTargets[modelType]
-	default:
-		return nil, nil, fmt.Errorf("lora: lora_target_modules is required for model type %q", modelType)
+	c.TargetModules = o.LoraTargetModules
+	if len(c.TargetModules) == 0 {
+		defaults, err := defaultTargetModules(modelType)
+		if err != nil {
+			return nil, nil, err
+		}
+		c.TargetModules = defaults
 	}
 	if err := c.Validate(); err != nil {
 		return nil, nil, err

@@ -214,8 +214,9 @@ func Float32Values(t *tensors.Tensor) ([]float32, error) {
 	return nil, fmt.Errorf("dtype %s is not a supported weight dtype", t.DType())
 }
 
-// Init reads dir's config.json and draws fresh weights for it (RandomWeights): a from-scratch
-// model, for a directory that has a config but no checkpoint.
+// Init reads dir's config.json and draws fresh weights for it (RandomWeights, seeded by seed): a
+// from-scratch model, for a directory that has a config but no checkpoint. dtype is the weights'
+// dtype; the zero value (dtypes.InvalidDType) means float32.
 func Init(backend compute.Backend, dir string, dtype dtypes.DType, seed uint64) (*Model, error) {
 	cfg, err := LoadConfig(filepath.Join(dir, "config.json"))
 	if err != nil {

@@ -150,3 +150,21 @@ func TestBadCheckpointsAreErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestInitZeroDTypeIsFloat32: Init's zero dtype is the documented float32, and its weights are
+// RandomWeights' for the seed.
+func TestInitZeroDTypeIsFloat32(t *testing.T) {
+	b := testBackend(t)
+	dir := filepath.Join(fixtureDir, "llama_gqa")
+	m, err := Init(b, dir, dtypes.InvalidDType, 7)
+	require.NoError(t, err)
+	assert.Equal(t, dtypes.Float32, m.DType())
+	w, err := RandomWeights(m.Config, dtypes.Float32, 7)
+	require.NoError(t, err)
+	name := "model.layers.0.self_attn.q_proj.weight"
+	want, err := Float32Values(w[name])
+	require.NoError(t, err)
+	got, err := Float32Values(m.Weights[name])
+	require.NoError(t, err)
+	assert.Equal(t, want, got)
+}

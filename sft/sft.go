@@ -12,18 +12,29 @@ import (
 	"handbook/train"
 )
 
-// Config holds SFT's arguments (TRL's SFTConfig) on top of the engine's.
+// Config holds SFT's arguments (TRL's SFTConfig) on top of the engine's. A zero field takes TRL's
+// default; a zero Args.LearningRate is SFTConfig's 2e-5.
 type Config struct {
 	train.Args
+	// PerDeviceTrainBatchSize is the rows each device takes per micro-batch
+	// (per_device_train_batch_size; 0: 8). With a Placement, a micro-batch has that many rows per
+	// data-parallel replica (train.BatchRows).
 	PerDeviceTrainBatchSize int
-	PerDeviceEvalBatchSize  int
-	// Packing packs tokenized samples into rows of MaxLength tokens (Strategy defaults to bfd).
+	// PerDeviceEvalBatchSize is the rows of an evaluation batch, which runs on one device
+	// (per_device_eval_batch_size; 0: 8).
+	PerDeviceEvalBatchSize int
+	// Packing packs tokenized samples into rows of MaxLength tokens (packing), with
+	// PackingStrategy (packing_strategy; "": bfd).
 	Packing         bool
 	PackingStrategy data.PackStrategy
-	MaxLength       int
-	// PaddingFree concatenates a batch's samples into one row (implied by packing, as in TRL).
+	// MaxLength is the packed row length (max_length); packing needs it. Samples are truncated when
+	// tokenized (data.TokenizeConfig.MaxLength), not here.
+	MaxLength int
+	// PaddingFree concatenates a batch's samples into one row (padding_free; implied by packing,
+	// as in TRL).
 	PaddingFree bool
-	// PadID pads batches (TRL: the tokenizer's pad token, else EOS).
+	// PadID pads batches (TRL: the tokenizer's pad token, else EOS; padding is masked, so 0 is
+	// harmless).
 	PadID int32
 	// PadToMultipleOf rounds padded rows up (TRL's pad_to_multiple_of); it also bounds the number
 	// of distinct batch shapes, each of which compiles its own graph.
@@ -60,19 +71,16 @@ type Result struct {
 // Train runs the training (resuming from the newest checkpoint in output_dir unless
 // OverwriteOutputDir) and saves the final model at output_dir.
 func (t *Trainer) Train(ctx context.Context) (Result, error) {
-	cfg := t.Config
-	if cfg.PerDeviceTrainBatchSize <= 0 {
-		cfg.PerDeviceTrainBatchSize = 8
+	cfg, err := t.Config.withDefaults()
+	if err != nil {
+		return Result{}, fmt.Errorf("sft: %w", err)
 	}
-	if cfg.PerDeviceEvalBatchSize <= 0 {
-		cfg.PerDeviceEvalBatchSize = 8
+	if t.Model == nil {
+		return Result{}, fmt.Errorf("sft: no model (Trainer.Model)")
 	}
 	var res Result
 	trainSamples := t.TrainSet
 	if cfg.Packing {
-		if cfg.MaxLength <= 0 {
-			return Result{}, fmt.Errorf("sft: packing needs max_length > 0")
-		}
 		packed, stats, err := data.Pack(trainSamples, data.PackConfig{SeqLength: cfg.MaxLength, Strategy: cfg.PackingStrategy})
 		if err != nil {
 			return Result{}, fmt.Errorf("sft: %w", err)
@@ -121,6 +129,37 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 		return res, fmt.Errorf("sft: %w", err)
 	}
 	return res, nil
+}
+
+// DefaultLearningRate is TRL's SFTConfig learning_rate, the trainer's for a zero
+// Args.LearningRate.
+const DefaultLearningRate = 2e-5
+
+// withDefaults fills the zero fields with TRL's defaults and rejects what no run can use, naming
+// the TRL key and the field.
+func (c Config) withDefaults() (Config, error) {
+	if c.LearningRate == 0 {
+		c.LearningRate = DefaultLearningRate
+	}
+	if c.PerDeviceTrainBatchSize == 0 {
+		c.PerDeviceTrainBatchSize = 8
+	}
+	if c.PerDeviceEvalBatchSize == 0 {
+		c.PerDeviceEvalBatchSize = 8
+	}
+	switch {
+	case c.OutputDir == "":
+		return c, fmt.Errorf("output_dir is required (Config.OutputDir)")
+	case c.PerDeviceTrainBatchSize < 0:
+		return c, fmt.Errorf("per_device_train_batch_size must be positive, got %d (Config.PerDeviceTrainBatchSize)", c.PerDeviceTrainBatchSize)
+	case c.PerDeviceEvalBatchSize < 0:
+		return c, fmt.Errorf("per_device_eval_batch_size must be positive, got %d (Config.PerDeviceEvalBatchSize)", c.PerDeviceEvalBatchSize)
+	case c.Packing && c.MaxLength <= 0:
+		return c, fmt.Errorf("packing needs max_length > 0, got %d (Config.MaxLength; TRL's default is 1024)", c.MaxLength)
+	case c.PadToMultipleOf < 0:
+		return c, fmt.Errorf("pad_to_multiple_of must not be negative, got %d (Config.PadToMultipleOf)", c.PadToMultipleOf)
+	}
+	return c, c.Args.Validate()
 }
 
 // batches adapts data's sampler and collator to the engine's Batches.

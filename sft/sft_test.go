@@ -120,6 +120,9 @@ func TestTrainerRejectsBadSetup(t *testing.T) {
 		{"output dir is a file", Config{Args: train.Args{OutputDir: file, LearningRate: 1e-3, MaxSteps: 1}}, "is a file"},
 		{"no output dir", Config{Args: train.Args{LearningRate: 1e-3, MaxSteps: 1}}, "output_dir is required"},
 		{"packing without length", Config{Args: train.Args{OutputDir: t.TempDir(), LearningRate: 1e-3, MaxSteps: 1}, Packing: true}, "max_length"},
+		{"negative batch", Config{Args: train.Args{OutputDir: t.TempDir(), MaxSteps: 1}, PerDeviceTrainBatchSize: -2},
+			"sft: per_device_train_batch_size must be positive, got -2 (Config.PerDeviceTrainBatchSize)"},
+		{"negative learning rate", Config{Args: train.Args{OutputDir: t.TempDir(), LearningRate: -1, MaxSteps: 1}}, "learning_rate must be positive, got -1 (Args.LearningRate)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := &Trainer{Model: m, Config: tc.cfg, TrainSet: []data.Sample{{InputIDs: []int32{1, 2, 3}, Labels: []int32{1, 2, 3}}}}
@@ -132,3 +135,34 @@ func TestTrainerRejectsBadSetup(t *testing.T) {
 type sinkFunc func(step int, m map[string]float64) error
 
 func (f sinkFunc) Log(step int, m map[string]float64) error { return f(step, m) }
+
+// TestZeroConfigIsSFTConfig: a Config with only an output directory trains with TRL's SFTConfig
+// defaults — learning rate 2e-5, batches of 8, 3 epochs — and the data order follows DataSeed.
+func TestZeroConfigIsSFTConfig(t *testing.T) {
+	b, _, err := backend.New()
+	require.NoError(t, err)
+	samples := make([]data.Sample, 20)
+	for i := range samples {
+		ids := []int32{int32(i + 1), int32(i + 2), int32(i + 3), int32(i + 4)}
+		samples[i] = data.Sample{InputIDs: ids, Labels: ids}
+	}
+	run := func(cfg Config) ([]map[string]float64, Result) {
+		m, err := model.Load(b, fixture, model.LoadOptions{})
+		require.NoError(t, err)
+		var entries []map[string]float64
+		tr := &Trainer{Model: m, TrainSet: samples, Config: cfg, Sinks: []train.Sink{sinkFunc(func(_ int, e map[string]float64) error {
+			entries = append(entries, e)
+			return nil
+		})}}
+		res, err := tr.Train(context.Background())
+		require.NoError(t, err)
+		return entries, res
+	}
+	entries, res := run(Config{Args: train.Args{OutputDir: t.TempDir(), LoggingSteps: 1}})
+	assert.Equal(t, 3*3, res.GlobalStep, "3 epochs of ceil(20/8) batches")
+	assert.InDelta(t, DefaultLearningRate, entries[0]["learning_rate"], 1e-15)
+	again, _ := run(Config{Args: train.Args{OutputDir: t.TempDir(), LoggingSteps: 1}})
+	assert.Equal(t, entries[0]["loss"], again[0]["loss"], "same DataSeed, same first batch")
+	other, _ := run(Config{Args: train.Args{OutputDir: t.TempDir(), LoggingSteps: 1, DataSeed: 5}})
+	assert.NotEqual(t, entries[0]["loss"], other[0]["loss"], "another DataSeed, another first batch")
+}

@@ -19,31 +19,61 @@ import (
 	"handbook/model"
 )
 
-// Args are the engine's training arguments, named after transformers' TrainingArguments.
+// Args are the engine's training arguments, named after transformers' TrainingArguments (the key
+// each field stands for is in its comment). A zero field takes transformers' default where it has
+// one; fields whose zero value means something else say so.
 type Args struct {
-	OutputDir                 string
-	LearningRate              float64
-	LRSchedulerType           string  // "linear" when empty
-	WarmupSteps               float64 // ≥ 1: steps; < 1: fraction of the total (warmup_ratio)
-	MinLRRate                 float64 // cosine_with_min_lr
-	NumTrainEpochs            float64 // used when MaxSteps ≤ 0
-	MaxSteps                  int
+	// OutputDir receives checkpoints (output_dir); "" keeps none.
+	OutputDir string
+	// LearningRate is the peak learning rate (learning_rate; 0: transformers' 5e-5 — the trainers
+	// put TRL's defaults first: SFT 2e-5, DPO and ORPO 1e-6).
+	LearningRate float64
+	// LRSchedulerType is a transformers scheduler name (lr_scheduler_type; "": linear).
+	LRSchedulerType string
+	// WarmupSteps is warmup_steps when ≥ 1 and warmup_ratio, a fraction of the total steps, when
+	// below 1 (0: no warmup).
+	WarmupSteps float64
+	// MinLRRate is cosine_with_min_lr's floor as a fraction of LearningRate (lr_scheduler_kwargs
+	// min_lr_rate).
+	MinLRRate float64
+	// NumTrainEpochs is the length of the run when MaxSteps ≤ 0 (num_train_epochs; 0: 3).
+	NumTrainEpochs float64
+	// MaxSteps, when > 0, is the number of optimizer steps (max_steps).
+	MaxSteps int
+	// GradientAccumulationSteps is the micro-batches per optimizer step
+	// (gradient_accumulation_steps; 0: 1).
 	GradientAccumulationSteps int
-	MaxGradNorm               float64   // ≤ 0 disables clipping
-	Optimizer                 Optimizer // nil: DefaultAdamW
-	// Seed seeds the randomness of training graphs: an Adapter's dropout masks (transformers'
-	// seed; initialization happens before training, seeded where the weights are made:
-	// model.Init, lora.Attach).
+	// MaxGradNorm clips the global gradient norm (max_grad_norm); 0 disables clipping, as
+	// max_grad_norm=0 does in transformers (whose default is 1).
+	MaxGradNorm float64
+	// Optimizer updates the weights (optim; nil: DefaultAdamW, transformers' adamw_torch).
+	Optimizer Optimizer
+	// Seed seeds the randomness of training graphs: an Adapter's dropout masks (seed; weights
+	// are initialized before training, seeded where they are made: model.Init, lora.Attach).
 	Seed uint64
-	// DataSeed orders the training data, a fresh permutation each epoch (transformers'
-	// data_seed, which defaults to seed: set both for that).
-	DataSeed         uint64
-	LoggingSteps     int
+	// DataSeed orders the training data, a fresh permutation each epoch (data_seed, which
+	// transformers defaults to seed: set both for that).
+	DataSeed uint64
+	// LoggingSteps logs every that many steps (logging_steps; 0: only the last step).
+	LoggingSteps int
+	// LoggingFirstStep also logs the first step (logging_first_step).
 	LoggingFirstStep bool
-	SaveSteps        int // 0: no intermediate checkpoints
-	SaveTotalLimit   int // 0: keep all
-	EvalSteps        int // 0: no evaluation during training
+	// SaveSteps checkpoints every that many steps and at the last one (save_steps; 0: no
+	// checkpoints).
+	SaveSteps int
+	// SaveTotalLimit keeps only the newest checkpoints (save_total_limit; 0: all).
+	SaveTotalLimit int
+	// EvalSteps evaluates every that many steps and at the last one (eval_steps; 0: no
+	// evaluation during training).
+	EvalSteps int
 }
+
+// DefaultLearningRate and DefaultNumTrainEpochs are transformers' TrainingArguments defaults, which
+// the engine uses for a zero LearningRate and (without MaxSteps) a zero NumTrainEpochs.
+const (
+	DefaultLearningRate   = 5e-5
+	DefaultNumTrainEpochs = 3
+)
 
 // Batches yields host batches by (epoch, index), deterministically, so a resumed run sees exactly
 // the batches an uninterrupted one would. Each batch maps input names ("input_ids", "labels", …)
@@ -193,7 +223,13 @@ type State struct {
 
 // setDefaults fills the arguments left zero with transformers' defaults.
 func (a *Args) setDefaults() {
-	if a.GradientAccumulationSteps <= 0 {
+	if a.LearningRate == 0 {
+		a.LearningRate = DefaultLearningRate
+	}
+	if a.MaxSteps <= 0 && a.NumTrainEpochs == 0 {
+		a.NumTrainEpochs = DefaultNumTrainEpochs
+	}
+	if a.GradientAccumulationSteps == 0 {
 		a.GradientAccumulationSteps = 1
 	}
 	if a.LRSchedulerType == "" {
@@ -204,12 +240,35 @@ func (a *Args) setDefaults() {
 	}
 }
 
+// Validate reports arguments no run can use, naming the transformers key and the field. Zero
+// fields count as their defaults.
+func (a Args) Validate() error {
+	a.setDefaults()
+	switch {
+	case !(a.LearningRate > 0) || math.IsInf(a.LearningRate, 0):
+		return fmt.Errorf("learning_rate must be positive, got %g (Args.LearningRate)", a.LearningRate)
+	case a.MaxSteps <= 0 && (!(a.NumTrainEpochs > 0) || math.IsInf(a.NumTrainEpochs, 0)):
+		return fmt.Errorf("num_train_epochs must be positive when max_steps is not set, got %g (Args.NumTrainEpochs, or set Args.MaxSteps)", a.NumTrainEpochs)
+	case a.GradientAccumulationSteps < 0:
+		return fmt.Errorf("gradient_accumulation_steps must be positive, got %d (Args.GradientAccumulationSteps)", a.GradientAccumulationSteps)
+	case a.WarmupSteps < 0:
+		return fmt.Errorf("warmup_steps must not be negative, got %g (Args.WarmupSteps)", a.WarmupSteps)
+	case a.LoggingSteps < 0 || a.SaveSteps < 0 || a.EvalSteps < 0 || a.SaveTotalLimit < 0:
+		return fmt.Errorf("logging_steps, save_steps, eval_steps and save_total_limit must not be negative, got %d, %d, %d and %d (Args.LoggingSteps, SaveSteps, EvalSteps, SaveTotalLimit)",
+			a.LoggingSteps, a.SaveSteps, a.EvalSteps, a.SaveTotalLimit)
+	}
+	return nil
+}
+
 func (e *Engine) init() error {
+	if e.Model == nil || e.Objective == nil {
+		return fmt.Errorf("a model and an objective are required (Engine.Model, Engine.Objective)")
+	}
+	if err := e.Args.Validate(); err != nil {
+		return err
+	}
 	a := &e.Args
 	a.setDefaults()
-	if a.LearningRate <= 0 {
-		return fmt.Errorf("learning_rate must be positive, got %g", a.LearningRate)
-	}
 	e.trainable, e.frozen = nil, nil
 	for _, n := range e.Model.Weights.Names() {
 		if e.isTrainable(n) {
@@ -247,12 +306,14 @@ func (e *Engine) isTrainable(name string) bool {
 
 // TotalSteps is the number of optimizer steps: MaxSteps, else ceil(epochs × updates per epoch).
 func (e *Engine) TotalSteps(batchesPerEpoch int) int {
-	if e.Args.MaxSteps > 0 {
-		return e.Args.MaxSteps
+	a := e.Args
+	a.setDefaults()
+	if a.MaxSteps > 0 {
+		return a.MaxSteps
 	}
-	accum := max(1, e.Args.GradientAccumulationSteps)
+	accum := max(1, a.GradientAccumulationSteps)
 	perEpoch := max(1, (batchesPerEpoch+accum-1)/accum)
-	return int(math.Ceil(e.Args.NumTrainEpochs * float64(perEpoch)))
+	return int(math.Ceil(a.NumTrainEpochs * float64(perEpoch)))
 }
 
 // Result summarizes a finished training run.

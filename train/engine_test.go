@@ -218,3 +218,36 @@ func (e *Engine) evaluateOnce(data Batches) (map[string]float64, error) {
 	defer e.finalize()
 	return e.Evaluate(context.Background(), data)
 }
+
+// TestZeroArgsAreTransformersDefaults: Args{} runs transformers' defaults — 3 epochs (no
+// "schedule" error for zero steps and epochs), learning rate 5e-5, linear decay — and arguments no
+// run can use are errors naming the transformers key and the field.
+func TestZeroArgsAreTransformersDefaults(t *testing.T) {
+	data := newTokenBatches(8, 8, 4, 1) // 2 batches per epoch
+	sink := &recordingSink{}
+	e := &Engine{Model: loadFixture(t), Objective: CausalLM{}, Args: Args{LoggingSteps: 1}, Sinks: []Sink{sink}}
+	res, err := e.Train(context.Background(), data, nil)
+	require.NoError(t, err)
+	assert.Equal(t, DefaultNumTrainEpochs*data.Len(), res.GlobalStep)
+	require.NotEmpty(t, sink.entries)
+	assert.InDelta(t, DefaultLearningRate, sink.entries[0]["learning_rate"], 1e-12, "linear decay starts at the default peak")
+	assert.Equal(t, 6, (&Engine{}).TotalSteps(2))
+
+	for _, tc := range []struct {
+		args Args
+		want string
+	}{
+		{Args{LearningRate: -1}, "learning_rate must be positive, got -1 (Args.LearningRate)"},
+		{Args{NumTrainEpochs: -2}, "num_train_epochs must be positive when max_steps is not set, got -2 (Args.NumTrainEpochs, or set Args.MaxSteps)"},
+		{Args{GradientAccumulationSteps: -1}, "gradient_accumulation_steps must be positive, got -1"},
+		{Args{WarmupSteps: -0.5}, "warmup_steps must not be negative"},
+		{Args{SaveSteps: -1}, "(Args.LoggingSteps, SaveSteps, EvalSteps, SaveTotalLimit)"},
+	} {
+		assert.ErrorContains(t, tc.args.Validate(), tc.want)
+		_, err := (&Engine{Model: loadFixture(t), Objective: CausalLM{}, Args: tc.args}).Train(context.Background(), data, nil)
+		assert.ErrorContains(t, err, tc.want, "Train checks its arguments before compiling")
+	}
+	assert.NoError(t, Args{NumTrainEpochs: -2, MaxSteps: 5}.Validate(), "max_steps overrides the epochs")
+	_, err = (&Engine{Objective: CausalLM{}}).Train(context.Background(), data, nil)
+	assert.ErrorContains(t, err, "(Engine.Model, Engine.Objective)")
+}

@@ -52,7 +52,7 @@ func BatchRows(p Placement, perDevice int) (int, error) {
 		return perDevice, nil
 	}
 	if err := p.Validate(); err != nil {
-		return 0, fmt.Errorf("Placement: %w", err)
+		return 0, fmt.Errorf("placement: %w", err)
 	}
 	return perDevice * p.DataParallel(), nil
 }

@@ -32,7 +32,7 @@ func TestBatchRowsIsPerDevice(t *testing.T) {
 		{"one device", &zero.Strategy{Stage: zero.Stage3, Devices: 1}, 6, 6, ""},
 		{"six per device on four", &zero.Strategy{Stage: zero.Stage3, Devices: 4}, 6, 24, ""},
 		{"odd per device", &zero.Strategy{Stage: zero.Stage1, Devices: 4}, 3, 12, ""},
-		{"bad stage", &zero.Strategy{Stage: 5, Devices: 4}, 6, 0, "Placement: zero: stage 5 is not a ZeRO stage"},
+		{"bad stage", &zero.Strategy{Stage: 5, Devices: 4}, 6, 0, "placement: zero: stage 5 is not a ZeRO stage"},
 		{"no device", &zero.Strategy{Stage: zero.Stage3}, 6, 0, "device count must be at least 1"},
 		{"zero batch", nil, 0, 0, "per_device_train_batch_size must be positive, got 0"},
 	} {
