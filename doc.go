@@ -20,4 +20,23 @@
 // sense for the Python stack (attention kernels, the Hugging Face Hub, Weights
 // & Biases, …) are accepted and ignored, each with one warning in
 // Recipe.Warnings; IgnoredKeys lists them. The library never prints.
+//
+// Run trains a recipe end to end. It is a composition of bridges from a loaded
+// recipe to each part of a run, which a host program calls itself to adjust any
+// part before training:
+//
+//	m, base, err := r.LoadModel(ctx, b, log)    // model_name_or_path (local or Hub), gradient_checkpointing
+//	ds, err := r.LoadDatasets(ctx, log)         // tokenizer, chat template, mixture, tokenization keys
+//	adapter, err := r.AttachAdapter(m, base, log) // use_peft / load_in_4bit: *lora.Adapter, nil for full
+//	placement, err := r.Placement(b, log)       // --config_file: *zero.Strategy, nil for one device
+//	trainSet, testSet, _, err := ds.Pairs(ctx)  // (Samples for SFT)
+//	cfg, err := r.DPOConfig(ds.Tokenizer, len(trainSet), placement, log) // or SFTConfig, ORPOConfig
+//	cfg.LearningRate = 5e-7                     // adjust anything
+//	sinks, closeSinks := r.Sinks(cfg.OutputDir) // report_to tensorboard
+//	t := &dpo.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet,
+//		Adapter: adapter, Placement: placement, Sinks: sinks, TokenizerDir: ds.TokenizerDir}
+//
+// TrainArgs and Optimizer map the shared TrainingArguments keys, and HubLoader
+// is the data.Loader recipes use. The CLI (cmd/handbook) goes through Run, so
+// a host can do all it does.
 package handbook

@@ -32,11 +32,13 @@ func modelDir(ctx context.Context, nameOrPath, revision string) (string, error) 
 	return c.Snapshot(ctx, hub.Model, nameOrPath, revision, modelFiles...)
 }
 
-// hubLoader opens a dataset id that is not a local path but a Hub dataset id from a snapshot of
-// its repository's data files; data.LocalLoader opens everything, the snapshot included.
-type hubLoader struct{}
+// HubLoader is the data.Loader recipes use: a dataset id that is not a local path but a Hub
+// dataset id opens from a snapshot of its repository's data files in the Hugging Face cache
+// (downloaded unless HF_HUB_OFFLINE); data.LocalLoader opens everything, the snapshot included.
+type HubLoader struct{}
 
-func (hubLoader) Open(ctx context.Context, ref data.DatasetRef) (data.Source, error) {
+// Open implements data.Loader.
+func (HubLoader) Open(ctx context.Context, ref data.DatasetRef) (data.Source, error) {
 	if _, err := os.Stat(ref.ID); err == nil || !hub.IsRepoID(ref.ID) {
 		return data.LocalLoader{}.Open(ctx, ref)
 	}

@@ -43,35 +43,33 @@ type PreviewSegment struct {
 // trainer would (SFT formatting and masks, or preference prompt/chosen/rejected for dpo/orpo).
 // It needs the tokenizer but not the model's weights.
 func Preview(ctx context.Context, r *Recipe, n int, log *slog.Logger) (*DataPreview, error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	in, err := prepareData(ctx, r, log)
+	log = orDiscard(log)
+	in, err := r.LoadDatasets(ctx, log)
 	if err != nil {
 		return nil, err
 	}
-	p := &DataPreview{TrainRows: in.mix.Train.Len(), TestRows: in.mix.Test.Len(), Sources: in.mix.Sources,
+	p := &DataPreview{TrainRows: in.Mixture.Train.Len(), TestRows: in.Mixture.Test.Len(), Sources: in.Mixture.Sources,
 		Examples: []PreviewExample{}}
 	if p.Sources == nil {
 		p.Sources = []data.SourceCount{}
 	}
-	head := &data.Dataset{Rows: in.mix.Train.Rows[:min(n, in.mix.Train.Len())], Origins: in.mix.Train.Origins[:min(n, in.mix.Train.Len())]}
+	head := &data.Dataset{Rows: in.Mixture.Train.Rows[:min(n, in.Mixture.Train.Len())], Origins: in.Mixture.Train.Origins[:min(n, in.Mixture.Train.Len())]}
 	if head.Len() == 0 {
 		return p, nil
 	}
 	if r.Task == TaskSFT {
-		samples, stats, err := data.Tokenize(ctx, head, in.tokCfg)
+		samples, stats, err := data.Tokenize(ctx, head, in.Tokenize)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", r.Path, err)
 		}
 		p.Stats = stats
 		for i, s := range samples {
 			p.Examples = append(p.Examples, PreviewExample{Origin: originOf(head, i, len(samples)), Tokens: len(s.InputIDs),
-				Segments: segments(in.tok, s)})
+				Segments: segments(in.Tokenizer, s)})
 		}
 		return p, nil
 	}
-	pairs, stats, err := data.TokenizePreference(ctx, head, in.tokCfg)
+	pairs, stats, err := data.TokenizePreference(ctx, head, in.Tokenize)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
@@ -79,7 +77,7 @@ func Preview(ctx context.Context, r *Recipe, n int, log *slog.Logger) (*DataPrev
 	for i, s := range pairs {
 		p.Examples = append(p.Examples, PreviewExample{Origin: originOf(head, i, len(pairs)),
 			Tokens: len(s.PromptIDs) + max(len(s.ChosenIDs), len(s.RejectedIDs)),
-			Prompt: decode(in.tok, s.PromptIDs), Chosen: decode(in.tok, s.ChosenIDs), Rejected: decode(in.tok, s.RejectedIDs)})
+			Prompt: decode(in.Tokenizer, s.PromptIDs), Chosen: decode(in.Tokenizer, s.ChosenIDs), Rejected: decode(in.Tokenizer, s.RejectedIDs)})
 	}
 	return p, nil
 }

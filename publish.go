@@ -487,17 +487,23 @@ func runConfig(r *Recipe, m *model.Model) (map[string]any, error) {
 	return config, nil
 }
 
-// publishing is what a run publishes besides its output directory: the Hub push and the W&B run.
-type publishing struct {
+// Publishing is what a run of a recipe publishes besides its output directory: the Hub push
+// (push_to_hub, hub_strategy, …) and the W&B offline run (report_to wandb).
+type Publishing struct {
 	push *trainerPush
 	run  *wandb.Run
-	// Repo is the repository pushed to ("" without push_to_hub).
-	repo string
+	// repo is the repository pushed to ("" without push_to_hub).
+	repo      string
+	recipe    *Recipe
+	outputDir string
 }
 
-// startPublishing prepares the Hub repository (push_to_hub) and the W&B run (report_to wandb).
-func startPublishing(ctx context.Context, r *Recipe, m *model.Model, outputDir, tokenizerDir string, log *slog.Logger) (*publishing, error) {
-	pub := &publishing{}
+// StartPublishing prepares the Hub repository (push_to_hub) and the W&B run (report_to wandb) of
+// a run of m writing outputDir; tokenizerDir's files go with each push. Pass Sinks to the
+// trainer, then call Finish after training (or Abort when it failed).
+func (r *Recipe) StartPublishing(ctx context.Context, m *model.Model, outputDir, tokenizerDir string, log *slog.Logger) (*Publishing, error) {
+	log = orDiscard(log)
+	pub := &Publishing{recipe: r, outputDir: outputDir}
 	var err error
 	if pub.push, err = newTrainerPush(ctx, r, outputDir, tokenizerDir, log); err != nil {
 		return nil, err
@@ -513,8 +519,9 @@ func startPublishing(ctx context.Context, r *Recipe, m *model.Model, outputDir, 
 	return pub, nil
 }
 
-// sinks are the trainer sinks publishing adds.
-func (p *publishing) sinks() []train.Sink {
+// Sinks are the trainer sinks publishing adds (a train.SaveObserver pushing checkpoints, the W&B
+// run).
+func (p *Publishing) Sinks() []train.Sink {
 	var out []train.Sink
 	if p.push != nil {
 		out = append(out, p.push)
@@ -525,8 +532,8 @@ func (p *publishing) sinks() []train.Sink {
 	return out
 }
 
-// abort closes the W&B run as failed and waits for background pushes after a failed training.
-func (p *publishing) abort() {
+// Abort closes the W&B run as failed and waits for background pushes after a failed training.
+func (p *Publishing) Abort() {
 	if p.run != nil {
 		p.run.Finish(1)
 	}
@@ -535,19 +542,19 @@ func (p *publishing) abort() {
 	}
 }
 
-// finish logs the end-of-training metrics to W&B and closes the run, writes the model card and
-// pushes the output directory.
-func (p *publishing) finish(ctx context.Context, r *Recipe, outputDir string, adapter bool, res *RunResult) error {
+// Finish logs the end-of-training metrics to W&B and closes the run, writes the model card
+// (adapter: the output is a PEFT adapter) and pushes the output directory.
+func (p *Publishing) Finish(ctx context.Context, adapter bool, res *RunResult) error {
 	if p.run != nil {
 		final := map[string]float64{}
-		if data, err := os.ReadFile(filepath.Join(outputDir, "train_results.json")); err == nil {
+		if data, err := os.ReadFile(filepath.Join(p.outputDir, "train_results.json")); err == nil {
 			json.Unmarshal(data, &final)
 		}
 		if err := errors.Join(p.run.Log(res.Train.GlobalStep, final), p.run.Finish(0)); err != nil {
 			return fmt.Errorf("report_to wandb: %w", err)
 		}
 	}
-	if err := writeModelCard(r, outputDir, p.repo, adapter, res); err != nil {
+	if err := writeModelCard(p.recipe, p.outputDir, p.repo, adapter, res); err != nil {
 		return err
 	}
 	if p.push != nil {

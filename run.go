@@ -4,13 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/gomlx/compute"
 
@@ -50,16 +48,15 @@ type RunResult struct {
 }
 
 // Run executes a recipe end to end: data → model → trainer (sft, dpo or orpo, by the recipe's
-// task) → output directory.
+// task) → output directory. It is a composition of the recipe's bridges — LockOutputDir,
+// LoadModel, LoadDatasets, AttachAdapter, Placement, SFTConfig/DPOConfig/ORPOConfig, Sinks and
+// StartPublishing — which a host program calls itself to adjust any part before training.
 func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := orDiscard(opts.Logger)
 	for _, w := range r.Warnings {
 		log.Warn(w)
 	}
-	lock, resume, err := lockOutputDir(r, log)
+	lock, _, err := r.LockOutputDir(log)
 	if err != nil {
 		return nil, err
 	}
@@ -69,122 +66,89 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		return nil, err
 	}
 	log.Info(sel.String())
-	m, scratch, err := loadModel(ctx, b, r, resume, log)
+	m, base, err := r.LoadModel(ctx, b, log)
 	if err != nil {
 		return nil, err
 	}
 	defer m.Finalize()
-	if err := familyRules(r, m, log); err != nil {
-		return nil, err
-	}
-	in, err := prepareData(ctx, r, log)
+	ds, err := r.LoadDatasets(ctx, log)
 	if err != nil {
 		return nil, err
 	}
-	tc := r.Training
-	m.Decoder.GradientCheckpointing = tc.GradientCheckpointing
-	base := r.Model.ModelNameOrPath
-	if scratch && r.Model.UsePEFT {
-		if base, err = saveScratchBase(m, r, log); err != nil {
-			return nil, err
-		}
-	}
-	adapter, err := attachAdapter(m, r, base, log)
+	adapter, err := r.AttachAdapter(m, base, log)
 	if err != nil {
 		return nil, err
 	}
-	placement, err := placementFor(b, r, log)
+	placement, err := r.Placement(b, log)
 	if err != nil {
 		return nil, err
 	}
-	withEval := in.mix.Test.Len() > 0 && tc.EvalStrategy != "no"
 
 	// Each task tokenizes its data and returns the trainer's run, ready to start.
 	var res RunResult
 	var trainRun func(sinks []train.Sink) (train.Result, string, error)
-	var outputDir string
 	switch r.Task {
 	case TaskSFT:
-		trainSet, stats, err := data.Tokenize(ctx, in.mix.Train, in.tokCfg)
-		if err != nil {
-			return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
-		}
-		log.Info("training data", "samples", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
-		var testSet []data.Sample
-		if withEval {
-			if testSet, _, err = data.Tokenize(ctx, in.mix.Test, in.tokCfg); err != nil {
-				return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
-			}
-		}
-		cfg, err := sftConfig(r, in.tok, len(trainSet), log)
+		trainSet, testSet, stats, err := ds.Samples(ctx)
 		if err != nil {
 			return nil, err
 		}
-		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), cfg.OutputDir
+		log.Info("training data", "samples", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
+		cfg, err := r.SFTConfig(ds.Tokenizer, len(trainSet), placement, log)
+		if err != nil {
+			return nil, err
+		}
+		res.TrainRows, res.TestRows, res.OutputDir = len(trainSet), len(testSet), cfg.OutputDir
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
-			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir,
+			t := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: ds.TokenizerDir,
 				Adapter: adapter, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}
 	case TaskDPO, TaskORPO:
-		trainSet, stats, err := data.TokenizePreference(ctx, in.mix.Train, in.tokCfg)
-		if err != nil {
-			return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
-		}
-		log.Info("training pairs", "pairs", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
-		var testSet []data.PreferenceSample
-		if withEval {
-			if testSet, _, err = data.TokenizePreference(ctx, in.mix.Test, in.tokCfg); err != nil {
-				return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
-			}
-		}
-		args, ra, err := trainingArgs(r, in.tok, len(trainSet), log)
+		trainSet, testSet, stats, err := ds.Pairs(ctx)
 		if err != nil {
 			return nil, err
 		}
-		res.TrainRows, res.TestRows, outputDir = len(trainSet), len(testSet), args.OutputDir
+		log.Info("training pairs", "pairs", len(trainSet), "no_trainable_token", stats.NoTrainable, "truncated", stats.Truncated)
+		res.TrainRows, res.TestRows = len(trainSet), len(testSet)
 		if r.Task == TaskORPO {
+			cfg, err := r.ORPOConfig(ds.Tokenizer, len(trainSet), placement, log)
+			if err != nil {
+				return nil, err
+			}
+			res.OutputDir = cfg.OutputDir
 			trainRun = func(sinks []train.Sink) (train.Result, string, error) {
-				t := &dpo.ORPOTrainer{Model: m, Config: dpo.ORPOConfig{Args: args, RunArgs: ra, Beta: tc.Beta},
-					TrainSet: trainSet, EvalSet: testSet, TokenizerDir: in.tokDir, Adapter: adapter,
-					Placement: placement, Sinks: sinks, Progress: opts.Progress}
+				t := &dpo.ORPOTrainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: ds.TokenizerDir,
+					Adapter: adapter, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 				out, err := t.Train(ctx)
 				return out.Result, out.ResumedFrom, err
 			}
 			break
 		}
-		loss, err := dpoLoss(r)
+		cfg, err := r.DPOConfig(ds.Tokenizer, len(trainSet), placement, log)
 		if err != nil {
 			return nil, err
 		}
-		trainRef, err := datasetRefLogps(trainSet)
-		if err != nil {
-			return nil, fmt.Errorf("%s: training data: %w", r.Path, err)
-		}
-		evalRef, err := datasetRefLogps(testSet)
-		if err != nil {
-			return nil, fmt.Errorf("%s: test data: %w", r.Path, err)
-		}
+		res.OutputDir = cfg.OutputDir
 		trainRun = func(sinks []train.Sink) (train.Result, string, error) {
-			t := &dpo.Trainer{Model: m, Config: dpo.Config{Args: args, LossConfig: loss, RunArgs: ra,
-				PrecomputeRefLogProbs: tc.PrecomputeRefLogProbs},
-				TrainSet: trainSet, EvalSet: testSet, TrainRefLogps: trainRef, EvalRefLogps: evalRef,
-				TokenizerDir: in.tokDir, Adapter: adapter, Placement: placement, Sinks: sinks, Progress: opts.Progress}
+			// The reference log-probs of a dataset's ref_chosen_logps/ref_rejected_logps columns
+			// travel with the pairs.
+			t := &dpo.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: ds.TokenizerDir,
+				Adapter: adapter, Placement: placement, Sinks: sinks, Progress: opts.Progress}
 			out, err := t.Train(ctx)
 			return out.Result, out.ResumedFrom, err
 		}
 	default:
 		return nil, fmt.Errorf("%s: unknown task %q", r.Path, r.Task)
 	}
-	res.OutputDir = outputDir
 
 	var heldOut [][]tokenizer.Message
 	if opts.ExactMatch > 0 {
-		if heldOut, err = conversations(in.mix.Test, opts.ExactMatch); err != nil {
-			return nil, fmt.Errorf("%s: exact match: %w", r.Path, err)
+		if heldOut, err = ds.HeldOut(opts.ExactMatch); err != nil {
+			return nil, err
 		}
-		score, err := sft.ExactMatch(ctx, m, in.tok, in.tmpl, heldOut, 32)
+		score, err := sft.ExactMatch(ctx, m, ds.Tokenizer, ds.Template, heldOut, 32)
 		if err != nil {
 			return nil, err
 		}
@@ -192,34 +156,29 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		log.Info("held-out exact match before training", "conversations", len(heldOut), "exact_match", score)
 	}
 
-	var sinks []train.Sink
-	if slices.Contains(tc.ReportTo, "tensorboard") {
-		tb := &tensorBoardSink{outputDir: outputDir}
-		defer tb.Close()
-		sinks = append(sinks, tb)
-	}
-	pub, err := startPublishing(ctx, r, m, outputDir, in.tokDir, log)
+	sinks, closeSinks := r.Sinks(res.OutputDir)
+	defer closeSinks()
+	pub, err := r.StartPublishing(ctx, m, res.OutputDir, ds.TokenizerDir, log)
 	if err != nil {
 		return nil, err
 	}
-	sinks = append(sinks, pub.sinks()...)
-	res.Train, res.ResumedFrom, err = trainRun(sinks)
+	res.Train, res.ResumedFrom, err = trainRun(append(sinks, pub.Sinks()...))
 	if err != nil {
-		pub.abort()
+		pub.Abort()
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
 	if res.Train.NothingToDo { // no model card, push or plot: the directory stays as it was
-		pub.abort()
+		pub.Abort()
 		return &res, nil
 	}
-	if err := pub.finish(ctx, r, outputDir, adapter != nil, &res); err != nil {
+	if err := pub.Finish(ctx, adapter != nil, &res); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
-	if err := plotLoss(filepath.Join(outputDir, "loss.png"), res.Train.State.LogHistory); err != nil {
+	if err := plot.SaveLossPNG(filepath.Join(res.OutputDir, "loss.png"), res.Train.State.LogHistory); err != nil {
 		log.Warn("loss plot not written", "error", err)
 	}
 	if opts.ExactMatch > 0 {
-		score, err := sft.ExactMatch(ctx, m, in.tok, in.tmpl, heldOut, 32)
+		score, err := sft.ExactMatch(ctx, m, ds.Tokenizer, ds.Template, heldOut, 32)
 		if err != nil {
 			return nil, err
 		}
@@ -229,10 +188,13 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 	return &res, nil
 }
 
-// attachAdapter applies the recipe's use_peft (LoRA) and load_in_4bit (QLoRA: NF4 base) keys; it
-// returns nil for a full fine-tune.
-// base is the base model the adapter records (adapter_config.json's base_model_name_or_path).
-func attachAdapter(m *model.Model, r *Recipe, base string, log *slog.Logger) (*lora.Adapter, error) {
+// AttachAdapter applies the recipe's use_peft (LoRA: lora_r, lora_alpha, lora_dropout,
+// lora_target_modules, …, its A matrices seeded by seed) and load_in_4bit (QLoRA: the base
+// quantized to NF4 first) keys to m; base is what adapter_config.json records as
+// base_model_name_or_path (LoadModel's). It returns nil for a full fine-tune; a trainer's Adapter
+// field takes the result either way.
+func (r *Recipe) AttachAdapter(m *model.Model, base string, log *slog.Logger) (*lora.Adapter, error) {
+	log = orDiscard(log)
 	ma := r.Model
 	cfg, quant, err := lora.FromRecipe(lora.RecipeOptions{
 		UsePEFT: ma.UsePEFT, LoraR: ma.LoraR, LoraAlpha: float64(ma.LoraAlpha), LoraDropout: ma.LoraDropout,
@@ -260,9 +222,12 @@ func attachAdapter(m *model.Model, r *Recipe, base string, log *slog.Logger) (*l
 	return a, nil
 }
 
-// placementFor maps --config_file (an accelerate config) to a ZeRO strategy over num_processes
-// devices of the backend; nil without a config file or for a single process.
-func placementFor(b compute.Backend, r *Recipe, log *slog.Logger) (*zero.Strategy, error) {
+// Placement maps --config_file (an accelerate config) to a ZeRO strategy over num_processes
+// devices of the backend; nil — one device — without a config file or for a single process. A
+// trainer's Placement field takes the result either way; per_device_train_batch_size stays per
+// device.
+func (r *Recipe) Placement(b compute.Backend, log *slog.Logger) (*zero.Strategy, error) {
+	log = orDiscard(log)
 	if r.Accelerate == nil {
 		return nil, nil
 	}
@@ -292,24 +257,8 @@ func placementFor(b compute.Backend, r *Recipe, log *slog.Logger) (*zero.Strateg
 	return &s, nil
 }
 
-// datasetRefLogps collects the reference log-probs a preference dataset supplies (its
-// ref_chosen_logps and ref_rejected_logps columns); nil when it has none. Every pair must have
-// them, or none.
-func datasetRefLogps(pairs []data.PreferenceSample) ([]dpo.RefLogps, error) {
-	var out []dpo.RefLogps
-	for i, p := range pairs {
-		if (p.RefLogps != nil) != (pairs[0].RefLogps != nil) {
-			return nil, fmt.Errorf("pair %d: ref_chosen_logps/ref_rejected_logps are present in some rows only", i)
-		}
-		if p.RefLogps != nil {
-			out = append(out, dpo.RefLogps{Chosen: p.RefLogps[0], Rejected: p.RefLogps[1]})
-		}
-	}
-	return out, nil
-}
-
 // dpoLoss maps beta, loss_type, loss_weights and label_smoothing.
-func dpoLoss(r *Recipe) (dpo.LossConfig, error) {
+func (r *Recipe) dpoLoss() (dpo.LossConfig, error) {
 	tc := r.Training
 	types, err := dpo.ParseLossTypes(tc.LossType...)
 	if err != nil {
@@ -323,30 +272,52 @@ func dpoLoss(r *Recipe) (dpo.LossConfig, error) {
 	return loss, nil
 }
 
-// loadModel loads model_name_or_path; a directory with config.json but no weights starts from
-// scratch (random init seeded by the recipe's seed).
-// scratch reports a model initialized from its config alone (random weights).
-func loadModel(ctx context.Context, b compute.Backend, r *Recipe, resume string, log *slog.Logger) (m *model.Model, scratch bool, err error) {
+// LoadModel loads model_name_or_path — a local directory, or a Hub model id downloaded into the
+// Hugging Face cache at model_revision — on backend b, with gradient_checkpointing and the
+// family's rules (a mixture of experts' router_aux_loss_coef, the dropout warning) applied. A
+// directory with config.json but no weights starts from scratch (random init seeded by seed);
+// with use_peft that random base is saved into output_dir/base_model, so `handbook merge`,
+// `eval --adapter` and PEFT find the weights the adapter was trained on. base is what an adapter
+// on m records as its base model (AttachAdapter's): model_name_or_path, or that directory.
+func (r *Recipe) LoadModel(ctx context.Context, b compute.Backend, log *slog.Logger) (m *model.Model, base string, err error) {
+	log = orDiscard(log)
 	if r.Model.ModelNameOrPath == "" {
-		return nil, false, fmt.Errorf("%s: model_name_or_path is required", r.Path)
+		return nil, "", fmt.Errorf("%s: model_name_or_path is required", r.Path)
 	}
 	dir, err := modelDir(ctx, r.Model.ModelNameOrPath, r.Model.ModelRevision)
 	if err != nil {
-		return nil, false, fmt.Errorf("%s: model_name_or_path: %w", r.Path, err)
+		return nil, "", fmt.Errorf("%s: model_name_or_path: %w", r.Path, err)
 	}
-	if model.HasWeights(dir) {
-		m, err = model.Load(b, dir, model.LoadOptions{})
-	} else {
-		scratch = true
-		if resume == "" {
-			log.Warn("no weights in model_name_or_path: initializing from scratch", "dir", dir, "seed", r.Training.Seed)
+	scratch := !model.HasWeights(dir)
+	opts := PretrainedOptions{Backend: b, FromScratch: true, Seed: uint64(r.Training.Seed), Logger: log}
+	if scratch && r.resumes() {
+		opts.Logger = orDiscard(nil) // the checkpoint's weights replace the random ones: nothing to warn about
+	}
+	if m, err = loadModelDir(dir, opts); err != nil {
+		return nil, "", fmt.Errorf("%s: %w", r.Path, err)
+	}
+	m.Decoder.GradientCheckpointing = r.Training.GradientCheckpointing
+	if err := familyRules(r, m, log); err != nil {
+		m.Finalize()
+		return nil, "", err
+	}
+	base = r.Model.ModelNameOrPath
+	if scratch && r.Model.UsePEFT {
+		if base, err = saveScratchBase(m, r, log); err != nil {
+			m.Finalize()
+			return nil, "", err
 		}
-		m, err = model.Init(b, dir, 0, uint64(r.Training.Seed))
 	}
-	if err != nil {
-		return nil, false, fmt.Errorf("%s: %w", r.Path, err)
+	return m, base, nil
+}
+
+// resumes reports whether a run of the recipe resumes from a checkpoint in output_dir.
+func (r *Recipe) resumes() bool {
+	if r.Training.OverwriteOutputDir {
+		return false
 	}
-	return m, scratch, nil
+	last, err := train.LastCheckpoint(r.Training.OutputDir)
+	return err == nil && last != ""
 }
 
 // scratchBaseDir is where a LoRA run on a from-scratch base keeps that base in its output_dir.
@@ -367,17 +338,32 @@ func saveScratchBase(m *model.Model, r *Recipe, log *slog.Logger) (string, error
 	return dir, nil
 }
 
-// preparedData is a recipe's data block resolved and ready to tokenize.
-type preparedData struct {
-	tokDir string // local directory of the tokenizer
-	tok    *tokenizer.Tokenizer
-	tmpl   *tokenizer.ChatTemplate
-	mix    *data.Mixture
-	tokCfg data.TokenizeConfig
+// Datasets is a recipe's data resolved and ready to tokenize: the tokenizer and chat template the
+// recipe names, the dataset mixture, and the tokenization its keys ask for.
+type Datasets struct {
+	// TokenizerDir is the local directory of the tokenizer (a trainer copies its files into the
+	// output).
+	TokenizerDir string
+	Tokenizer    *tokenizer.Tokenizer
+	// Template is chat_template, else the tokenizer's own.
+	Template *tokenizer.ChatTemplate
+	// Mixture holds the train rows and, when the recipe has a test split, the test rows.
+	Mixture *data.Mixture
+	// Tokenize is max_length, truncation_mode, assistant_only_loss, completion_only_loss,
+	// max_prompt_length, … as data's tokenization takes them.
+	Tokenize data.TokenizeConfig
+	// Evaluate says the test split is tokenized for evaluation during training: eval_strategy is
+	// not "no" and the mixture has test rows.
+	Evaluate bool
+
+	path string // the recipe's, for errors
 }
 
-// prepareData loads the tokenizer and chat template and resolves the dataset mixture.
-func prepareData(ctx context.Context, r *Recipe, log *slog.Logger) (*preparedData, error) {
+// LoadDatasets loads the tokenizer (tokenizer_name_or_path, else model_name_or_path; local or
+// Hub) and chat template, and resolves the dataset block (dataset_mixture, the legacy
+// dataset_mixer, or dataset_name) against local files and the Hub (HubLoader).
+func (r *Recipe) LoadDatasets(ctx context.Context, log *slog.Logger) (*Datasets, error) {
+	log = orDiscard(log)
 	tokDir, err := modelDir(ctx, tokenizerDir(r), r.Model.ModelRevision)
 	if err != nil {
 		return nil, fmt.Errorf("%s: tokenizer: %w", r.Path, err)
@@ -410,7 +396,33 @@ func prepareData(ctx context.Context, r *Recipe, log *slog.Logger) (*preparedDat
 	if tc.MaxCompletionLength != nil {
 		cfg.MaxCompletionLength = *tc.MaxCompletionLength
 	}
-	return &preparedData{tokDir: tokDir, tok: tok, tmpl: tmpl, mix: mix, tokCfg: cfg}, nil
+	return &Datasets{TokenizerDir: tokDir, Tokenizer: tok, Template: tmpl, Mixture: mix, Tokenize: cfg,
+		Evaluate: mix.Test.Len() > 0 && tc.EvalStrategy != "no", path: r.Path}, nil
+}
+
+// Samples tokenizes the training rows for SFT (stats counts what that dropped or cut), and the
+// test rows when Evaluate.
+func (d *Datasets) Samples(ctx context.Context) (trainSet, testSet []data.Sample, stats data.Stats, err error) {
+	return tokenizeSplits(ctx, d, data.Tokenize)
+}
+
+// Pairs tokenizes the training rows as preference pairs for DPO and ORPO, and the test rows when
+// Evaluate.
+func (d *Datasets) Pairs(ctx context.Context) (trainSet, testSet []data.PreferenceSample, stats data.Stats, err error) {
+	return tokenizeSplits(ctx, d, data.TokenizePreference)
+}
+
+func tokenizeSplits[S any](ctx context.Context, d *Datasets,
+	tokenize func(context.Context, *data.Dataset, data.TokenizeConfig) ([]S, data.Stats, error)) (trainSet, testSet []S, stats data.Stats, err error) {
+	if trainSet, stats, err = tokenize(ctx, d.Mixture.Train, d.Tokenize); err != nil {
+		return nil, nil, stats, fmt.Errorf("%s: training data: %w", d.path, err)
+	}
+	if d.Evaluate {
+		if testSet, _, err = tokenize(ctx, d.Mixture.Test, d.Tokenize); err != nil {
+			return nil, nil, stats, fmt.Errorf("%s: test data: %w", d.path, err)
+		}
+	}
+	return trainSet, testSet, stats, nil
 }
 
 func tokenizerDir(r *Recipe) string {
@@ -437,9 +449,9 @@ func chatTemplate(tok *tokenizer.Tokenizer, r *Recipe) (*tokenizer.ChatTemplate,
 	return t, nil
 }
 
-// loadData resolves the recipe's dataset block against local files.
+// loadData resolves the recipe's dataset block against local files and the Hub.
 func loadData(ctx context.Context, r *Recipe, log *slog.Logger) (*data.Mixture, error) {
-	loader := hubLoader{}
+	loader := HubLoader{}
 	var mix *data.Mixture
 	var err error
 	switch d := r.Data; {
@@ -480,20 +492,22 @@ func namedDataset(ctx context.Context, loader data.Loader, d DataArguments) (*da
 	return mix, nil
 }
 
-// trainingArgs maps the recipe's TrainingArguments onto the engine's, and the batching arguments
-// the preference trainers share; trainRows sizes the schedule.
-func trainingArgs(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Logger) (train.Args, dpo.RunArgs, error) {
+// TrainArgs maps the recipe's TrainingArguments onto the engine's. trainRows (the samples or pairs
+// of the training set) and the placement (nil: one device) size the schedule: warmup_ratio, and
+// logging/eval/save strategies given in epochs or fractions of the run, become step counts.
+func (r *Recipe) TrainArgs(trainRows int, p train.Placement, log *slog.Logger) (train.Args, error) {
+	log = orDiscard(log)
 	tc := r.Training
-	opt, err := optimizer(r, log)
+	opt, err := r.Optimizer(log)
 	if err != nil {
-		return train.Args{}, dpo.RunArgs{}, err
+		return train.Args{}, err
 	}
 	if tc.BF16 || tc.FP16 {
 		log.Warn("bf16/fp16 requested: weights and compute stay float32 on CPU backends")
 	}
-	pad := int32(tok.PAD.ID)
-	if tok.PAD.ID < 0 {
-		pad = int32(tok.EOS.ID)
+	rows, err := train.BatchRows(p, tc.PerDeviceTrainBatchSize)
+	if err != nil {
+		return train.Args{}, fmt.Errorf("%s: %w", r.Path, err)
 	}
 	dataSeed := tc.Seed
 	if tc.DataSeed != nil {
@@ -509,7 +523,7 @@ func trainingArgs(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.
 		args.MinLRRate = minLR / tc.LearningRate
 	}
 	probe := &train.Engine{Args: args}
-	batches := (trainRows + tc.PerDeviceTrainBatchSize - 1) / max(1, tc.PerDeviceTrainBatchSize)
+	batches := (trainRows + rows - 1) / rows
 	total := probe.TotalSteps(batches)
 	args.WarmupSteps = float64(tc.WarmupStepCount(total))
 	perEpoch := max(1, (batches+max(1, tc.GradientAccumulationSteps)-1)/max(1, tc.GradientAccumulationSteps))
@@ -525,6 +539,17 @@ func trainingArgs(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.
 	args.LoggingSteps = every(tc.LoggingStrategy, tc.LoggingSteps)
 	args.SaveSteps = every(tc.SaveStrategy, tc.SaveSteps)
 	args.EvalSteps = every(tc.EvalStrategy, tc.EvalSteps)
+	return args, nil
+}
+
+// runArgs maps the batching and output keys the trainers share; the pad token is TRL's: the
+// tokenizer's pad token, else EOS.
+func (r *Recipe) runArgs(tok *tokenizer.Tokenizer) dpo.RunArgs {
+	tc := r.Training
+	pad := int32(tok.PAD.ID)
+	if tok.PAD.ID < 0 {
+		pad = int32(tok.EOS.ID)
+	}
 	ra := dpo.RunArgs{
 		PerDeviceTrainBatchSize: tc.PerDeviceTrainBatchSize, PerDeviceEvalBatchSize: tc.PerDeviceEvalBatchSize,
 		Truncation: data.Truncation(tc.TruncationMode), PadID: pad, PadToMultipleOf: defaultPadMultiple,
@@ -536,16 +561,18 @@ func trainingArgs(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.
 	if tc.MaxLength != nil {
 		ra.MaxLength = *tc.MaxLength
 	}
-	return args, ra, nil
+	return ra
 }
 
-// sftConfig maps the recipe onto the SFT trainer.
-func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Logger) (sft.Config, error) {
+// SFTConfig maps the recipe onto TRL's SFTConfig for sft.Trainer; trainRows, p and log are
+// TrainArgs'. tok gives the pad token.
+func (r *Recipe) SFTConfig(tok *tokenizer.Tokenizer, trainRows int, p train.Placement, log *slog.Logger) (sft.Config, error) {
 	tc := r.Training
-	args, ra, err := trainingArgs(r, tok, trainRows, log)
+	args, err := r.TrainArgs(trainRows, p, log)
 	if err != nil {
 		return sft.Config{}, err
 	}
+	ra := r.runArgs(tok)
 	return sft.Config{
 		Args: args, PerDeviceTrainBatchSize: ra.PerDeviceTrainBatchSize, PerDeviceEvalBatchSize: ra.PerDeviceEvalBatchSize,
 		Packing: tc.Packing, PackingStrategy: data.PackStrategy(tc.PackingStrategy), PaddingFree: tc.PaddingFree,
@@ -554,14 +581,41 @@ func sftConfig(r *Recipe, tok *tokenizer.Tokenizer, trainRows int, log *slog.Log
 	}, nil
 }
 
+// DPOConfig maps the recipe onto TRL's DPOConfig for dpo.Trainer (the loss: beta, loss_type,
+// loss_weights, label_smoothing; precompute_ref_log_probs); trainRows, p and log are TrainArgs'.
+// tok gives the pad token.
+func (r *Recipe) DPOConfig(tok *tokenizer.Tokenizer, trainRows int, p train.Placement, log *slog.Logger) (dpo.Config, error) {
+	args, err := r.TrainArgs(trainRows, p, log)
+	if err != nil {
+		return dpo.Config{}, err
+	}
+	loss, err := r.dpoLoss()
+	if err != nil {
+		return dpo.Config{}, err
+	}
+	return dpo.Config{Args: args, LossConfig: loss, RunArgs: r.runArgs(tok), PrecomputeRefLogProbs: r.Training.PrecomputeRefLogProbs}, nil
+}
+
+// ORPOConfig maps the recipe onto TRL's ORPOConfig for dpo.ORPOTrainer (beta is λ); trainRows, p
+// and log are TrainArgs'. tok gives the pad token.
+func (r *Recipe) ORPOConfig(tok *tokenizer.Tokenizer, trainRows int, p train.Placement, log *slog.Logger) (dpo.ORPOConfig, error) {
+	args, err := r.TrainArgs(trainRows, p, log)
+	if err != nil {
+		return dpo.ORPOConfig{}, err
+	}
+	return dpo.ORPOConfig{Args: args, RunArgs: r.runArgs(tok), Beta: r.Training.Beta}, nil
+}
+
 // defaultPadMultiple rounds batch rows up when a recipe does not set pad_to_multiple_of (TRL pads
 // to the longest row): padding is masked, so the loss is unchanged, and with rows of any length
 // a run compiles a few graphs instead of one per length.
 const defaultPadMultiple = 16
 
-// optimizer maps `optim` names onto the optimizers transformers builds for them: the AdamW family
-// (paged and 8-bit variants run as plain float32 AdamW, with a warning), rmsprop and sgd.
-func optimizer(r *Recipe, log *slog.Logger) (train.Optimizer, error) {
+// Optimizer maps optim (with adam_beta1, adam_beta2, adam_epsilon, weight_decay) onto the
+// optimizer transformers builds for it: the AdamW family (paged and 8-bit variants run as plain
+// float32 AdamW, with a warning), rmsprop and sgd.
+func (r *Recipe) Optimizer(log *slog.Logger) (train.Optimizer, error) {
+	log = orDiscard(log)
 	tc := r.Training
 	name := tc.Optim
 	switch {
@@ -578,8 +632,17 @@ func optimizer(r *Recipe, log *slog.Logger) (train.Optimizer, error) {
 	return nil, fmt.Errorf("%s: optim %q is not implemented (adamw_torch, adamw_torch_fused, the paged/8-bit AdamW variants, rmsprop and sgd are)", r.Path, name)
 }
 
-// conversations returns up to n held-out conversations ending with an assistant turn: the
-// messages of SFT rows, or the prompt and chosen answer of preference rows.
+// HeldOut returns up to n test conversations ending with an assistant turn, for scoring (as
+// sft.ExactMatch does): the messages of SFT rows, or the prompt and chosen answer of preference
+// rows.
+func (d *Datasets) HeldOut(n int) ([][]tokenizer.Message, error) {
+	out, err := conversations(d.Mixture.Test, n)
+	if err != nil {
+		return nil, fmt.Errorf("%s: held-out conversations: %w", d.path, err)
+	}
+	return out, nil
+}
+
 func conversations(test *data.Dataset, n int) ([][]tokenizer.Message, error) {
 	if test == nil || test.Len() == 0 {
 		return nil, errors.New("there is no test split to score")
@@ -608,54 +671,24 @@ func conversations(test *data.Dataset, n int) ([][]tokenizer.Message, error) {
 	return out, nil
 }
 
-// tensorBoardSink writes each logged value as a TensorBoard scalar, tagged like transformers. Its
-// event file is created with the first value, so a run with nothing to do writes none.
-type tensorBoardSink struct {
-	outputDir string
-	w         *tbevent.Writer
+// Sinks returns the metric sinks report_to asks for besides the trainer's own metrics.jsonl — a
+// TensorBoard event file under outputDir/runs/ for "tensorboard", created with the first value
+// logged — and a function that closes them after training.
+func (r *Recipe) Sinks(outputDir string) (sinks []train.Sink, closeSinks func() error) {
+	if !slices.Contains(r.Training.ReportTo, "tensorboard") {
+		return nil, func() error { return nil }
+	}
+	tb := tbevent.NewSink(outputDir)
+	return []train.Sink{tb}, tb.Close
 }
 
-func (s *tensorBoardSink) Log(step int, m map[string]float64) error {
-	if s.w == nil {
-		dir, err := tbevent.DefaultLogDir(s.outputDir)
-		if err != nil {
-			return err
-		}
-		if s.w, err = tbevent.Create(dir); err != nil {
-			return err
-		}
-	}
-	now := time.Now()
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		if k == "step" {
-			continue
-		}
-		if err := s.w.Scalar(tbevent.Tag(k), int64(step), m[k], now); err != nil {
-			return err
-		}
-	}
-	return s.w.Flush()
-}
-
-// Close closes the event file, if one was written.
-func (s *tensorBoardSink) Close() error {
-	if s.w == nil {
-		return nil
-	}
-	return s.w.Close()
-}
-
-// lockOutputDir holds the recipe's output_dir for the whole run (the trainer locks it again, and
-// decides what it resumes from) and returns the checkpoint a resume will start from, which it logs.
-func lockOutputDir(r *Recipe, log *slog.Logger) (*train.OutputLock, string, error) {
+// LockOutputDir holds the recipe's output_dir for a whole run (the trainer locks it again, and
+// decides what it resumes from) and returns the checkpoint a resume will start from, which it
+// logs. Release the lock when the run is over.
+func (r *Recipe) LockOutputDir(log *slog.Logger) (lock *train.OutputLock, resume string, err error) {
+	log = orDiscard(log)
 	dir := r.Training.OutputDir
-	lock, err := train.LockOutputDir(dir)
-	if err != nil {
+	if lock, err = train.LockOutputDir(dir); err != nil {
 		return nil, "", fmt.Errorf("%s: %w", r.Path, err)
 	}
 	if lock.Stale != "" {
@@ -664,8 +697,7 @@ func lockOutputDir(r *Recipe, log *slog.Logger) (*train.OutputLock, string, erro
 	if r.Training.OverwriteOutputDir {
 		return lock, "", nil
 	}
-	resume, err := train.LastCheckpoint(dir)
-	if err != nil {
+	if resume, err = train.LastCheckpoint(dir); err != nil {
 		lock.Release()
 		return nil, "", fmt.Errorf("%s: output_dir: %w", r.Path, err)
 	}
@@ -675,24 +707,10 @@ func lockOutputDir(r *Recipe, log *slog.Logger) (*train.OutputLock, string, erro
 	return lock, resume, nil
 }
 
-// plotLoss draws train and eval loss curves.
-func plotLoss(path string, entries []map[string]float64) error {
-	series := map[string]*plot.Series{"loss": {Name: "train loss"}, "eval_loss": {Name: "eval loss"}}
-	for _, e := range entries {
-		for key, s := range series {
-			if v, ok := e[key]; ok {
-				s.Points = append(s.Points, plot.Point{Step: int64(e["step"]), Value: v})
-			}
-		}
+// orDiscard is log, or a logger that discards when it is nil.
+func orDiscard(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
 	}
-	chart := plot.Chart{Title: "loss", YLabel: "loss"}
-	for _, key := range []string{"loss", "eval_loss"} {
-		if len(series[key].Points) > 0 {
-			chart.Series = append(chart.Series, *series[key])
-		}
-	}
-	if len(chart.Series) == 0 {
-		return fs.ErrNotExist
-	}
-	return plot.SavePNG(path, chart)
+	return log
 }

@@ -16,6 +16,7 @@ import (
 	"handbook/backend"
 	"handbook/internal/testenv"
 	"handbook/model"
+	"handbook/sft"
 	"handbook/train"
 )
 
@@ -104,7 +105,7 @@ func TestOptimizerNames(t *testing.T) {
 		t.Run(tc.optim, func(t *testing.T) {
 			r, err := LoadRecipe(tinyRecipe, TaskSFT, []string{"--optim=" + tc.optim})
 			require.NoError(t, err)
-			got, err := optimizer(r, slog.New(slog.DiscardHandler))
+			got, err := r.Optimizer(slog.New(slog.DiscardHandler))
 			if tc.err != "" {
 				require.Error(t, err)
 				assert.Contains(t, err.Error(), tc.err)
@@ -264,4 +265,61 @@ func jsonlRows(t *testing.T, path string) int {
 	raw, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return len(strings.Split(strings.TrimSpace(string(raw)), "\n"))
+}
+
+// TestBridgesComposeRun: a host composing a run from the recipe's exported bridges, as Run does,
+// trains exactly Run's steps; adjusting the trainer's config between the bridges and the trainer
+// changes the run.
+func TestBridgesComposeRun(t *testing.T) {
+	overrides := []string{"--max_steps=3", "--logging_steps=1", "--eval_strategy=no", "--save_strategy=no", "--report_to=none"}
+	load := func() *Recipe {
+		r, err := LoadRecipe(tinyRecipe, TaskSFT, append(overrides, "--output_dir="+t.TempDir()))
+		require.NoError(t, err)
+		return r
+	}
+	losses := func(history []map[string]float64) []float64 {
+		var out []float64
+		for _, e := range history {
+			if l, ok := e["loss"]; ok {
+				out = append(out, l)
+			}
+		}
+		return out
+	}
+	res, err := Run(context.Background(), load(), RunOptions{})
+	require.NoError(t, err)
+	want := losses(res.Train.State.LogHistory)
+	require.Len(t, want, 3)
+
+	compose := func(adjust func(*sft.Config)) []float64 {
+		ctx := context.Background()
+		r := load()
+		b, _, err := backend.New()
+		require.NoError(t, err)
+		m, base, err := r.LoadModel(ctx, b, nil)
+		require.NoError(t, err)
+		defer m.Finalize()
+		ds, err := r.LoadDatasets(ctx, nil)
+		require.NoError(t, err)
+		adapter, err := r.AttachAdapter(m, base, nil)
+		require.NoError(t, err)
+		placement, err := r.Placement(b, nil)
+		require.NoError(t, err)
+		trainSet, testSet, _, err := ds.Samples(ctx)
+		require.NoError(t, err)
+		cfg, err := r.SFTConfig(ds.Tokenizer, len(trainSet), placement, nil)
+		require.NoError(t, err)
+		adjust(&cfg)
+		sinks, closeSinks := r.Sinks(cfg.OutputDir)
+		defer closeSinks()
+		tr := &sft.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, TokenizerDir: ds.TokenizerDir,
+			Adapter: adapter, Placement: placement, Sinks: sinks}
+		out, err := tr.Train(ctx)
+		require.NoError(t, err)
+		return losses(out.State.LogHistory)
+	}
+	assert.Equal(t, want, compose(func(*sft.Config) {}))
+	lower := compose(func(c *sft.Config) { c.LearningRate /= 100 })
+	assert.Equal(t, want[0], lower[0], "the same first batch and weights")
+	assert.NotEqual(t, want[2], lower[2], "a host's learning rate changes the run")
 }

@@ -398,6 +398,32 @@ func (c LegacyMixtureConfig) Load(ctx context.Context, loader Loader, logger *sl
 	return mix, nil
 }
 
+// Load reads the split a DatasetRef names through loader into memory, rows in their order, as
+// datasets.load_dataset(path, split=split) does; every row must have the first row's columns.
+// Use LocalLoader for files and directories, handbook.HubLoader to also resolve Hub dataset ids.
+func Load(ctx context.Context, loader Loader, split DatasetRef) (*Dataset, error) {
+	src, err := loader.Open(ctx, split)
+	if err != nil {
+		return nil, err
+	}
+	n, err := src.Len(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dataset %s: %w", split, err)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("dataset %s is empty", split)
+	}
+	refs := make([]ref, n)
+	for i := range refs {
+		refs[i] = ref{0, i}
+	}
+	sets, err := materialize(ctx, []opened{{src: src}}, refs)
+	if err != nil {
+		return nil, err
+	}
+	return sets[0], nil
+}
+
 // materialize reads the rows the ref lists name, each source scanned once,
 // and returns one Dataset per list. Column sets must agree across sources.
 func materialize(ctx context.Context, srcs []opened, lists ...[]ref) ([]*Dataset, error) {

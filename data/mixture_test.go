@@ -179,3 +179,25 @@ func TestMixtureRejectsBadConfig(t *testing.T) {
 		})
 	}
 }
+
+// TestLoad reads one split in its file order, as load_dataset does; rows with other columns and
+// missing or empty splits are errors naming the file.
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	write("train.jsonl", `{"text":"a"}`+"\n"+`{"text":"b"}`+"\n"+`{"text":"c"}`+"\n")
+	write("test.jsonl", `{"text":"a"}`+"\n"+`{"other":"b"}`+"\n")
+	ds, err := Load(context.Background(), LocalLoader{}, DatasetRef{ID: dir})
+	require.NoError(t, err)
+	require.Equal(t, 3, ds.Len())
+	for i, want := range []string{`"a"`, `"b"`, `"c"`} {
+		assert.Equal(t, want, string(ds.Rows[i]["text"]))
+		assert.Equal(t, i, ds.Origins[i].Row)
+	}
+	_, err = Load(context.Background(), LocalLoader{}, DatasetRef{ID: dir, Split: "test"})
+	assert.ErrorContains(t, err, "test.jsonl: row 1: columns [other] differ from the first row's [text]")
+	_, err = Load(context.Background(), LocalLoader{}, DatasetRef{ID: dir, Split: "validation"})
+	assert.Error(t, err)
+}

@@ -51,8 +51,8 @@ type Config struct {
 }
 
 // Trainer runs DPO on Model. The reference policy is, in order of precedence:
-//   - TrainRefLogps / EvalRefLogps: log-probs supplied by the dataset (ref_chosen_logps and
-//     ref_rejected_logps columns);
+//   - TrainRefLogps / EvalRefLogps, or the pairs' own RefLogps: log-probs supplied by the dataset
+//     (ref_chosen_logps and ref_rejected_logps columns);
 //   - Config.PrecomputeRefLogProbs: one pass of the reference (RefModel, else the Adapter's base
 //     decoder on the policy's weights, else the policy itself before training) over the data
 //     before training;
@@ -68,8 +68,9 @@ type Trainer struct {
 	Config Config
 	// TrainSet and EvalSet are tokenized pairs (data.TokenizePreference). EvalSet may be empty.
 	TrainSet, EvalSet []data.PreferenceSample
-	// TrainRefLogps and EvalRefLogps, when non-nil, are the dataset's reference log-probs, one
-	// per pair of TrainSet / EvalSet.
+	// TrainRefLogps and EvalRefLogps, when non-nil, are reference log-probs, one per pair of
+	// TrainSet / EvalSet. nil takes them from the pairs themselves (PreferenceSample.RefLogps: a
+	// dataset's ref_chosen_logps and ref_rejected_logps columns) when every pair has them.
 	TrainRefLogps, EvalRefLogps []RefLogps
 	// RefModel is a separate frozen reference (ref_model); it must share the policy's vocabulary.
 	RefModel *model.Model
@@ -77,7 +78,8 @@ type Trainer struct {
 	// hold the adapter alone, and the reference is the base model with the adapter disabled.
 	// nil: a full fine-tune.
 	Adapter train.Adapter
-	// Placement spreads each optimizer step over devices (a zero.Strategy); nil: one device.
+	// Placement spreads each optimizer step over devices (a *zero.Strategy); nil, or a nil
+	// *zero.Strategy: one device. PerDeviceTrainBatchSize stays per device (train.BatchRows).
 	Placement train.Placement
 	// TokenizerDir, when set, is copied (tokenizer.json, tokenizer_config.json, …) into the output.
 	TokenizerDir string
@@ -110,11 +112,13 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	if err := checkSets(t.Model, t.TrainSet, t.EvalSet); err != nil {
 		return Result{}, fmt.Errorf("dpo: %w", err)
 	}
-	if t.TrainRefLogps != nil && len(t.TrainRefLogps) != len(t.TrainSet) {
-		return Result{}, fmt.Errorf("dpo: %d reference log-probs for %d training pairs", len(t.TrainRefLogps), len(t.TrainSet))
+	trainRef, err := refLogps(t.TrainRefLogps, t.TrainSet, "training")
+	if err != nil {
+		return Result{}, fmt.Errorf("dpo: %w", err)
 	}
-	if t.EvalRefLogps != nil && len(t.EvalRefLogps) != len(t.EvalSet) {
-		return Result{}, fmt.Errorf("dpo: %d reference log-probs for %d evaluation pairs", len(t.EvalRefLogps), len(t.EvalSet))
+	evalRef, err := refLogps(t.EvalRefLogps, t.EvalSet, "evaluation")
+	if err != nil {
+		return Result{}, fmt.Errorf("dpo: %w", err)
 	}
 	if t.RefModel != nil && t.RefModel.Config.VocabSize != t.Model.Config.VocabSize {
 		return Result{}, fmt.Errorf("dpo: ref_model vocabulary %d differs from the policy's %d", t.RefModel.Config.VocabSize, t.Model.Config.VocabSize)
@@ -124,10 +128,10 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 		return Result{}, fmt.Errorf("dpo: %w", err)
 	}
 	collate := data.CollateConfig{PadID: ra.PadID, PadToMultipleOf: ra.PadToMultipleOf, MaxLength: ra.MaxLength, Truncation: ra.Truncation}
-	trainB := &pairBatches{pairs: t.TrainSet, ref: t.TrainRefLogps, collate: collate, sampler: sampler}
+	trainB := &pairBatches{pairs: t.TrainSet, ref: trainRef, collate: collate, sampler: sampler}
 	var evalB *pairBatches
 	if len(t.EvalSet) > 0 {
-		evalB = &pairBatches{pairs: t.EvalSet, ref: t.EvalRefLogps, collate: collate,
+		evalB = &pairBatches{pairs: t.EvalSet, ref: evalRef, collate: collate,
 			sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
 	}
 	obj := Objective{LossConfig: loss}
@@ -205,7 +209,7 @@ type ORPOTrainer struct {
 	Model             *model.Model
 	Config            ORPOConfig
 	TrainSet, EvalSet []data.PreferenceSample
-	// Adapter, when set (a *lora.Adapter), is what trains, as in Trainer.
+	// Adapter, Placement, TokenizerDir, Sinks and Progress are Trainer's.
 	Adapter      train.Adapter
 	Placement    train.Placement
 	TokenizerDir string
@@ -241,6 +245,27 @@ func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 		eval = &pairBatches{pairs: t.EvalSet, collate: collate, sampler: data.Sampler{N: len(t.EvalSet), BatchSize: ra.PerDeviceEvalBatchSize}}
 	}
 	return run(ctx, "orpo", t.Model, ORPO{Beta: beta}, args, ra, trainB, eval, engineHooks{train.OrNil(t.Adapter), t.Placement, t.Sinks, t.Progress, t.TokenizerDir})
+}
+
+// refLogps returns the reference log-probs of a set: given (one per pair), else the pairs' own
+// (every pair has them, or none: nil).
+func refLogps(given []RefLogps, pairs []data.PreferenceSample, set string) ([]RefLogps, error) {
+	if given != nil {
+		if len(given) != len(pairs) {
+			return nil, fmt.Errorf("%d reference log-probs for %d %s pairs", len(given), len(pairs), set)
+		}
+		return given, nil
+	}
+	var out []RefLogps
+	for i, p := range pairs {
+		if (p.RefLogps != nil) != (pairs[0].RefLogps != nil) {
+			return nil, fmt.Errorf("%s pair %d: ref_chosen_logps/ref_rejected_logps are present in some pairs only", set, i)
+		}
+		if p.RefLogps != nil {
+			out = append(out, RefLogps{Chosen: p.RefLogps[0], Rejected: p.RefLogps[1]})
+		}
+	}
+	return out, nil
 }
 
 // trainSampler orders n training pairs into micro-batches of PerDeviceTrainBatchSize pairs per

@@ -53,6 +53,14 @@ func TestReferencePoliciesMatchTRL(t *testing.T) {
 			tr.Config.PrecomputeRefBatchSize = 4
 		}},
 		{"dataset columns", func(tr *Trainer) { tr.TrainRefLogps, tr.EvalRefLogps = columns, columns }},
+		{"columns carried by the pairs", func(tr *Trainer) {
+			withRef := make([]data.PreferenceSample, len(pairs))
+			for i, p := range pairs {
+				p.RefLogps = &[2]float64{columns[i].Chosen, columns[i].Rejected}
+				withRef[i] = p
+			}
+			tr.TrainSet, tr.EvalSet = withRef, withRef
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var entries []map[string]float64
@@ -134,6 +142,11 @@ func TestTrainerRejectsBadSetup(t *testing.T) {
 	tr := &Trainer{Model: m, Config: Config{Args: args, LossConfig: DefaultLossConfig()}, TrainSet: good, TrainRefLogps: []RefLogps{{}, {}}}
 	_, err := tr.Train(context.Background())
 	assert.ErrorContains(t, err, "2 reference log-probs for 1 training pairs")
+	mixed := []data.PreferenceSample{good[0], good[0]}
+	mixed[0].RefLogps = &[2]float64{-1, -2}
+	tr = &Trainer{Model: m, Config: Config{Args: args}, TrainSet: mixed}
+	_, err = tr.Train(context.Background())
+	assert.ErrorContains(t, err, "training pair 1: ref_chosen_logps/ref_rejected_logps are present in some pairs only")
 	orpo := &ORPOTrainer{Model: m, Config: ORPOConfig{Args: args, Beta: -1}, TrainSet: good}
 	_, err = orpo.Train(context.Background())
 	assert.ErrorContains(t, err, "orpo: beta must be positive")

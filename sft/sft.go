@@ -54,7 +54,8 @@ type Trainer struct {
 	// Adapter, when set (a *lora.Adapter), is what trains: checkpoints and the output directory
 	// hold the adapter alone. nil: a full fine-tune.
 	Adapter train.Adapter
-	// Placement spreads each optimizer step over devices (a zero.Strategy); nil: one device.
+	// Placement spreads each optimizer step over devices (a *zero.Strategy); nil, or a nil
+	// *zero.Strategy: one device. PerDeviceTrainBatchSize stays per device (train.BatchRows).
 	Placement train.Placement
 	// Sinks and Progress are passed to the engine.
 	Sinks    []train.Sink

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"image"
 	"image/png"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -156,4 +157,19 @@ func TestTextWidth(t *testing.T) {
 	assert.Equal(t, 10, textWidth("a"))
 	assert.Equal(t, 10+12*9, textWidth("train/loss"))
 	assert.Equal(t, 10+12, textWidth("λx"))
+}
+
+// TestSaveLossPNG: a log history with train and eval losses is drawn; one with neither is no plot.
+func TestSaveLossPNG(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "loss.png")
+	assert.ErrorIs(t, SaveLossPNG(path, []map[string]float64{{"step": 1, "learning_rate": 1e-3}}), fs.ErrNotExist)
+	assert.NoFileExists(t, path)
+	history := []map[string]float64{{"step": 1, "loss": 2, "learning_rate": 1e-3}, {"step": 2, "loss": 1.5}, {"step": 2, "eval_loss": 1.7}}
+	require.NoError(t, SaveLossPNG(path, history))
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	img, err := png.Decode(f)
+	require.NoError(t, err)
+	assert.Equal(t, defaultWidth, img.Bounds().Dx())
 }
