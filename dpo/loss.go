@@ -14,7 +14,9 @@ import (
 type LossType string
 
 // The loss types of TRL 1.16's DPOTrainer. Each maps the policy's and reference's summed
-// completion log-probs of a pair to a per-pair loss; see lossTerm for the formulas.
+// completion log-probs of a pair to a per-pair loss, as TRL's DPOTrainer.dpo_loss computes it. In
+// the comments, ρ_c and ρ_r are the chosen and rejected log-ratios (policy − reference log-probs),
+// Δ = ρ_c − ρ_r, and Δ_avg the same over per-token average log-probs.
 const (
 	LossSigmoid     LossType = "sigmoid"      // DPO: −log σ(βΔ)
 	LossHinge       LossType = "hinge"        // SLiC: relu(1 − βΔ)
