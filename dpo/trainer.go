@@ -289,28 +289,16 @@ const (
 // withDefaults fills the zero arguments with TRL's defaults and rejects what no run can use,
 // naming the TRL key and the field.
 func withDefaults(args train.Args, ra RunArgs) (train.Args, RunArgs, error) {
-	if args.LearningRate == 0 {
-		args.LearningRate = DefaultLearningRate
-	}
-	if ra.PerDeviceTrainBatchSize == 0 {
-		ra.PerDeviceTrainBatchSize = 8
-	}
-	if ra.PerDeviceEvalBatchSize == 0 {
-		ra.PerDeviceEvalBatchSize = 8
+	if err := train.TrainerDefaults(&args, DefaultLearningRate, &ra.PerDeviceTrainBatchSize, &ra.PerDeviceEvalBatchSize); err != nil {
+		return args, ra, err
 	}
 	switch {
-	case args.OutputDir == "":
-		return args, ra, fmt.Errorf("output_dir is required (Config.OutputDir)")
-	case ra.PerDeviceTrainBatchSize < 0:
-		return args, ra, fmt.Errorf("per_device_train_batch_size must be positive, got %d (Config.PerDeviceTrainBatchSize)", ra.PerDeviceTrainBatchSize)
-	case ra.PerDeviceEvalBatchSize < 0:
-		return args, ra, fmt.Errorf("per_device_eval_batch_size must be positive, got %d (Config.PerDeviceEvalBatchSize)", ra.PerDeviceEvalBatchSize)
 	case ra.MaxLength < 0:
 		return args, ra, fmt.Errorf("max_length must not be negative, got %d (Config.MaxLength)", ra.MaxLength)
 	case ra.PadToMultipleOf < 0:
 		return args, ra, fmt.Errorf("pad_to_multiple_of must not be negative, got %d (Config.PadToMultipleOf)", ra.PadToMultipleOf)
 	}
-	return args, ra, args.Validate()
+	return args, ra, nil
 }
 
 // checkSets rejects what would silently train on nothing: no pairs, a pair without a prompt

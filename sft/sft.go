@@ -139,28 +139,16 @@ const DefaultLearningRate = 2e-5
 // withDefaults fills the zero fields with TRL's defaults and rejects what no run can use, naming
 // the TRL key and the field.
 func (c Config) withDefaults() (Config, error) {
-	if c.LearningRate == 0 {
-		c.LearningRate = DefaultLearningRate
-	}
-	if c.PerDeviceTrainBatchSize == 0 {
-		c.PerDeviceTrainBatchSize = 8
-	}
-	if c.PerDeviceEvalBatchSize == 0 {
-		c.PerDeviceEvalBatchSize = 8
+	if err := train.TrainerDefaults(&c.Args, DefaultLearningRate, &c.PerDeviceTrainBatchSize, &c.PerDeviceEvalBatchSize); err != nil {
+		return c, err
 	}
 	switch {
-	case c.OutputDir == "":
-		return c, fmt.Errorf("output_dir is required (Config.OutputDir)")
-	case c.PerDeviceTrainBatchSize < 0:
-		return c, fmt.Errorf("per_device_train_batch_size must be positive, got %d (Config.PerDeviceTrainBatchSize)", c.PerDeviceTrainBatchSize)
-	case c.PerDeviceEvalBatchSize < 0:
-		return c, fmt.Errorf("per_device_eval_batch_size must be positive, got %d (Config.PerDeviceEvalBatchSize)", c.PerDeviceEvalBatchSize)
 	case c.Packing && c.MaxLength <= 0:
 		return c, fmt.Errorf("packing needs max_length > 0, got %d (Config.MaxLength; TRL's default is 1024)", c.MaxLength)
 	case c.PadToMultipleOf < 0:
 		return c, fmt.Errorf("pad_to_multiple_of must not be negative, got %d (Config.PadToMultipleOf)", c.PadToMultipleOf)
 	}
-	return c, c.Args.Validate()
+	return c, nil
 }
 
 // batches adapts data's sampler and collator to the engine's Batches.

@@ -260,6 +260,31 @@ func (a Args) Validate() error {
 	return nil
 }
 
+// TrainerDefaults fills what every trainer's config may leave zero — the learning rate with the
+// trainer's TRL default lr, per_device_train_batch_size and per_device_eval_batch_size with 8 —
+// and rejects what no trainer can run, naming the TRL key and the field. Trainers call it before
+// their own checks.
+func TrainerDefaults(args *Args, lr float64, trainBatch, evalBatch *int) error {
+	if args.LearningRate == 0 {
+		args.LearningRate = lr
+	}
+	if *trainBatch == 0 {
+		*trainBatch = 8
+	}
+	if *evalBatch == 0 {
+		*evalBatch = 8
+	}
+	switch {
+	case args.OutputDir == "":
+		return fmt.Errorf("output_dir is required (Config.OutputDir)")
+	case *trainBatch < 0:
+		return fmt.Errorf("per_device_train_batch_size must be positive, got %d (Config.PerDeviceTrainBatchSize)", *trainBatch)
+	case *evalBatch < 0:
+		return fmt.Errorf("per_device_eval_batch_size must be positive, got %d (Config.PerDeviceEvalBatchSize)", *evalBatch)
+	}
+	return args.Validate()
+}
+
 func (e *Engine) init() error {
 	if e.Model == nil || e.Objective == nil {
 		return fmt.Errorf("a model and an objective are required (Engine.Model, Engine.Objective)")
