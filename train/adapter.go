@@ -36,20 +36,16 @@ type Adapter interface {
 // such a value means "none" (a full fine-tune, one device) instead of crashing on first use, as
 // database/sql treats a nil pointer driver.Valuer as NULL.
 func OrNil[T any](v T) T {
-	rv := reflect.ValueOf(&v).Elem()
-	if rv.Kind() == reflect.Interface {
-		rv = rv.Elem()
+	rv := reflect.ValueOf(any(v))
+	if !rv.IsValid() {
+		return v // already nil
 	}
-	if rv.IsValid() {
-		switch rv.Kind() {
-		case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
-			if !rv.IsNil() {
-				return v
-			}
-		default:
-			return v
+	switch rv.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		if rv.IsNil() {
+			var zero T
+			return zero
 		}
 	}
-	var zero T
-	return zero
+	return v
 }
