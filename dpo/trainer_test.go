@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"handbook/data"
+	"handbook/lora"
 	"handbook/model"
 	"handbook/train"
 )
@@ -237,4 +238,50 @@ func TestAdapterDisabledReference(t *testing.T) {
 	after, err := tensors.CopyFlatData[float32](m.Weights["lm_head.weight"])
 	require.NoError(t, err)
 	assert.Equal(t, base, after, "the reference's base weights are frozen")
+}
+
+// spyAdapter records the seeds of the training graphs built on a LoRA adapter's TrainingDecoder.
+type spyAdapter struct {
+	*lora.Adapter
+	seeds []uint64
+}
+
+func (s *spyAdapter) TrainingDecoder(dec *model.Decoder, seed uint64) *model.Decoder {
+	s.seeds = append(s.seeds, seed)
+	return s.Adapter.TrainingDecoder(dec, seed)
+}
+
+// TestAdapterTrainsUnderDPOAndORPO: with a LoRA adapter in the Adapter field, DPO's and ORPO's
+// training graphs run the adapter's TrainingDecoder seeded by Args.Seed — so lora_dropout applies
+// (a dropout run trains differently from a dropout-free one) — and the output holds the adapter.
+func TestAdapterTrainsUnderDPOAndORPO(t *testing.T) {
+	g, pairs := loadGolden(t)
+	run := func(orpo bool, dropout float64) (*spyAdapter, []map[string]float64, string) {
+		m := loadModel(t, policyFixture)
+		a, err := lora.Attach(m, lora.Config{R: 4, Alpha: 8, Dropout: dropout, TargetModules: []string{lora.AllLinear}}, 3)
+		require.NoError(t, err)
+		spy := &spyAdapter{Adapter: a}
+		var entries []map[string]float64
+		out := t.TempDir()
+		args := train.Args{OutputDir: out, LearningRate: 1e-2, MaxSteps: 3, LoggingSteps: 1, Seed: 7}
+		ra := RunArgs{PerDeviceTrainBatchSize: len(pairs), PadID: g.PadID}
+		if orpo {
+			_, err = (&ORPOTrainer{Model: m, TrainSet: pairs, Adapter: spy, Sinks: collect(&entries), Config: ORPOConfig{Args: args, RunArgs: ra}}).Train(context.Background())
+		} else {
+			_, err = (&Trainer{Model: m, TrainSet: pairs, Adapter: spy, Sinks: collect(&entries), Config: Config{Args: args, RunArgs: ra}}).Train(context.Background())
+		}
+		require.NoError(t, err)
+		return spy, entries, out
+	}
+	for _, orpo := range []bool{false, true} {
+		spy, plain, out := run(orpo, 0)
+		require.NotEmpty(t, spy.seeds, "orpo=%v: training graphs are built on the adapter's TrainingDecoder", orpo)
+		for _, s := range spy.seeds {
+			assert.Equal(t, uint64(7), s)
+		}
+		assert.FileExists(t, filepath.Join(out, lora.WeightsFile))
+		assert.NoFileExists(t, filepath.Join(out, "model.safetensors"))
+		_, dropped, _ := run(orpo, 0.5)
+		assert.NotEqual(t, plain[2]["loss"], dropped[2]["loss"], "orpo=%v: lora_dropout changes training", orpo)
+	}
 }
