@@ -33,8 +33,10 @@
 //	cfg, err := r.DPOConfig(ds.Tokenizer, len(trainSet), placement, log) // or SFTConfig, ORPOConfig
 //	cfg.LearningRate = 5e-7                     // adjust anything
 //	sinks, closeSinks := r.Sinks(cfg.OutputDir) // report_to tensorboard
-//	t := &dpo.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet,
-//		Adapter: adapter, Placement: placement, Sinks: sinks, TokenizerDir: ds.TokenizerDir}
+//	pub, err := r.StartPublishing(ctx, m, cfg.OutputDir, ds.TokenizerDir, log) // push_to_hub, wandb
+//	t := &dpo.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, Adapter: adapter,
+//		Placement: placement, Sinks: append(sinks, pub.Sinks()...), TokenizerDir: ds.TokenizerDir}
+//	res, err := t.Train(ctx) // then pub.Finish(ctx, adapter != nil, …), closeSinks()
 //
 // TrainArgs and Optimizer map the shared TrainingArguments keys, and HubLoader
 // is the data.Loader recipes use. The CLI (cmd/handbook) goes through Run, so
