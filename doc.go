@@ -36,7 +36,8 @@
 //	pub, err := r.StartPublishing(ctx, m, cfg.OutputDir, ds.TokenizerDir, log) // push_to_hub, wandb
 //	t := &dpo.Trainer{Model: m, Config: cfg, TrainSet: trainSet, EvalSet: testSet, Adapter: adapter,
 //		Placement: placement, Sinks: append(sinks, pub.Sinks()...), TokenizerDir: ds.TokenizerDir}
-//	res, err := t.Train(ctx) // then pub.Finish(ctx, adapter != nil, …), closeSinks()
+//	out, err := t.Train(ctx)
+//	err = pub.Finish(ctx, adapter != nil, out.Result) // model card, final push, W&B summary
 //
 // TrainArgs and Optimizer map the shared TrainingArguments keys, and HubLoader
 // is the data.Loader recipes use. The CLI (cmd/handbook) goes through Run, so

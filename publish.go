@@ -341,7 +341,7 @@ func copySmallFile(src, dst string) error {
 const peftFormatVersion = "0.21.2"
 
 // writeModelCard writes output_dir/README.md for the finished run.
-func writeModelCard(r *Recipe, outputDir, repo string, adapter bool, res *RunResult) error {
+func writeModelCard(r *Recipe, outputDir, repo string, adapter bool, res train.Result) error {
 	name := filepath.Base(filepath.Clean(outputDir))
 	if id := r.Training.Publish.HubModelID; id != "" {
 		name = id[strings.LastIndex(id, "/")+1:]
@@ -368,10 +368,10 @@ func writeModelCard(r *Recipe, outputDir, repo string, adapter bool, res *RunRes
 		{"gradient_accumulation_steps", strconv.Itoa(tc.GradientAccumulationSteps)},
 		{"optimizer", fmt.Sprintf("Use %s with betas=(%g,%g) and epsilon=%g", tc.Optim, tc.AdamBeta1, tc.AdamBeta2, tc.AdamEpsilon)},
 		{"lr_scheduler_type", tc.LRSchedulerType},
-		{"training_steps", strconv.Itoa(res.Train.GlobalStep)},
+		{"training_steps", strconv.Itoa(res.GlobalStep)},
 	}
-	c.Results = [][2]string{{"train_loss", strconv.FormatFloat(res.Train.TrainLoss, 'g', 6, 64)}}
-	for _, e := range res.Train.State.LogHistory {
+	c.Results = [][2]string{{"train_loss", strconv.FormatFloat(res.TrainLoss, 'g', 6, 64)}}
+	for _, e := range res.State.LogHistory {
 		if v, ok := e["eval_loss"]; ok {
 			c.Results = append(c.Results[:1], [2]string{"eval_loss", strconv.FormatFloat(v, 'g', 6, 64)})
 		}
@@ -542,15 +542,15 @@ func (p *Publishing) Abort() {
 	}
 }
 
-// Finish logs the end-of-training metrics to W&B and closes the run, writes the model card
-// (adapter: the output is a PEFT adapter) and pushes the output directory.
-func (p *Publishing) Finish(ctx context.Context, adapter bool, res *RunResult) error {
+// Finish logs the end-of-training metrics to W&B and closes the run, writes the model card of the
+// finished training res (adapter: the output is a PEFT adapter) and pushes the output directory.
+func (p *Publishing) Finish(ctx context.Context, adapter bool, res train.Result) error {
 	if p.run != nil {
 		final := map[string]float64{}
 		if data, err := os.ReadFile(filepath.Join(p.outputDir, "train_results.json")); err == nil {
 			json.Unmarshal(data, &final)
 		}
-		if err := errors.Join(p.run.Log(res.Train.GlobalStep, final), p.run.Finish(0)); err != nil {
+		if err := errors.Join(p.run.Log(res.GlobalStep, final), p.run.Finish(0)); err != nil {
 			return fmt.Errorf("report_to wandb: %w", err)
 		}
 	}

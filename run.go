@@ -171,7 +171,7 @@ func Run(ctx context.Context, r *Recipe, opts RunOptions) (*RunResult, error) {
 		pub.Abort()
 		return &res, nil
 	}
-	if err := pub.Finish(ctx, adapter != nil, &res); err != nil {
+	if err := pub.Finish(ctx, adapter != nil, res.Train); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.Path, err)
 	}
 	if err := plot.SaveLossPNG(filepath.Join(res.OutputDir, "loss.png"), res.Train.State.LogHistory); err != nil {
