@@ -439,13 +439,7 @@ func activationByName(name string) (func(*Node) *Node, error) {
 // labels[:, t+1] over positions whose label is not ignoreIndex (-100). It returns the summed loss
 // and the number of counted tokens, so callers can normalize across micro-batches.
 func CausalLMLoss(logits, labels *Node) (sum, count *Node) {
-	// Shift the labels rather than the logits: the last position gets IgnoreIndex, so the
-	// [batch, seq, vocab] logits are neither copied by a slice nor padded back in the gradient.
-	batch := labels.Shape().Dim(0)
-	labels = ConvertDType(labels, dtypes.Int32)
-	ignore := BroadcastToDims(Scalar(labels.Graph(), dtypes.Int32, IgnoreIndex), batch, 1)
-	target := Concatenate([]*Node{SliceAxis(labels, 1, AxisRangeToEnd(1)), ignore}, 1)
-	return TokenCrossEntropy(logits, target)
+	return TokenCrossEntropy(logits, shiftLabels(labels))
 }
 
 // IgnoreIndex is the label value that excludes a position from the loss (torch's default).

@@ -241,12 +241,18 @@ func loadBalancingLoss(routerLogits []*Node, mask *Node, topK int) *Node {
 // aux is nil otherwise. Training objectives add RouterAuxLossCoef · aux to their loss, as
 // transformers' MixtralForCausalLM does.
 func (d *Decoder) LogitsAndAuxLoss(p Params, b Batch) (logits, aux *Node) {
+	hidden, aux := d.HiddenAndAuxLoss(p, b)
+	return d.Head(p, hidden), aux
+}
+
+// HiddenAndAuxLoss is LogitsAndAuxLoss before the LM head: the final hidden states (Hidden), for
+// CausalLMHeadLoss.
+func (d *Decoder) HiddenAndAuxLoss(p Params, b Batch) (hidden, aux *Node) {
 	hidden, ctx := d.hidden(p, b)
-	logits = d.Head(p, hidden)
 	if d.RouterAuxLossCoef == 0 || len(ctx.routerLogits) == 0 {
-		return logits, nil
+		return hidden, nil
 	}
-	return logits, loadBalancingLoss(ctx.routerLogits, b.AttentionMask, d.Config.NumExpertsPerTok)
+	return hidden, loadBalancingLoss(ctx.routerLogits, b.AttentionMask, d.Config.NumExpertsPerTok)
 }
 
 // AddAuxLoss adds a LogitsAndAuxLoss aux term to an objective's loss summed over count units:

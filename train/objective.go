@@ -20,18 +20,14 @@ type Objective interface {
 // "input_ids" and "labels", optionally "attention_mask", "position_ids" and "segment_ids".
 type CausalLM struct{}
 
-// Loss implements Objective.
+// Loss implements Objective. The LM head and the loss run fused in chunks of tokens
+// (model.Decoder.CausalLMHeadLoss), so the full [batch, seq, vocab] logits are never held.
 func (CausalLM) Loss(dec *model.Decoder, p model.Params, batch map[string]*Node) (sum, count *Node, metrics map[string]*Node) {
-	logits, aux := dec.LogitsAndAuxLoss(p, model.Batch{
+	hidden, aux := dec.HiddenAndAuxLoss(p, model.Batch{
 		InputIDs: batch["input_ids"], AttentionMask: batch["attention_mask"],
 		PositionIDs: batch["position_ids"], SegmentIDs: batch["segment_ids"],
 	})
-	sum, count = model.CausalLMLoss(logits, batch["labels"])
-	seq := logits.Shape().Dim(1)
-	pred := ArgMax(SliceAxis(logits, 1, AxisRange(0, seq-1)), -1, batch["labels"].DType())
-	target := SliceAxis(batch["labels"], 1, AxisRangeToEnd(1))
-	valid := NotEqual(target, Scalar(target.Graph(), target.DType(), model.IgnoreIndex))
-	correct := ReduceAllSum(ConvertDType(LogicalAnd(valid, Equal(pred, target)), sum.DType()))
-	metrics = map[string]*Node{"mean_token_accuracy": correct}
+	sum, count, correct := dec.CausalLMHeadLoss(p, hidden, batch["labels"])
+	metrics = map[string]*Node{"mean_token_accuracy": ConvertDType(correct, sum.DType())}
 	return dec.AddAuxLoss(aux, sum, count, metrics), count, metrics
 }
