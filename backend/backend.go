@@ -29,8 +29,12 @@ func (s Selection) String() string {
 // GoConfig is the pure-Go backend as this library uses it: ops run one after another, each op
 // still parallel inside (matmuls). On the 2-core bench machine that is 14% faster than the
 // default op-level parallelism for a training step (docs/PERFORMANCE.md); GOMLX_BACKEND=go
-// restores GoMLX's default.
-const GoConfig = "go:ops_sequential"
+// restores GoMLX's default. Ops run in the order the graph was built (creation_order) rather
+// than longest-path-first: that order frees each activation soon after its last use (the
+// forward, then the backward layer by layer, and model.Decoder.CausalLMHeadLoss's chunks one at
+// a time), where longest-path-first runs same-depth ops of every chunk or layer together and
+// keeps their outputs alive at once (about 1 GB more at SmolLM2-135M's shapes).
+const GoConfig = "go:ops_sequential,creation_order"
 
 func init() {
 	// Never download a plugin behind the user's back: offline machines must fall back to Go.
