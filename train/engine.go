@@ -120,12 +120,18 @@ type Engine struct {
 	state    State
 	graphs   map[string]*compiled
 	sharded  *ShardedStep
+	// heapLimit is the soft memory limit Train set for the Go backend (memlimit.go).
+	heapLimit heapLimit
 }
 
 // compiled is a cached graph; metricNames are filled when the graph is built, in output order.
 type compiled struct {
 	exec        *Exec
 	metricNames []string
+	// sized is set once the graph's temporary memory is known (tempBytes, 0 when the backend
+	// gives no estimate); see memlimit.go.
+	sized     bool
+	tempBytes int64
 }
 
 // build compiles fn once per key. fn receives the compiled entry to record its metric names.
@@ -361,6 +367,7 @@ func (e *Engine) Train(ctx context.Context, train Batches, eval Batches) (Result
 		return Result{}, fmt.Errorf("train: %w", err)
 	}
 	defer e.finalize()
+	defer e.releaseHeapLimit()
 	if train.Len() == 0 {
 		return Result{}, fmt.Errorf("train: the training set has no batch")
 	}
@@ -578,6 +585,18 @@ func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Ten
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	if !c.sized {
+		var inputShapes []shapes.Shape
+		for _, t := range append(append(e.weights(e.trainable), e.weights(e.frozen)...), grads...) {
+			inputShapes = append(inputShapes, t.Shape())
+		}
+		for _, n := range inputNames {
+			inputShapes = append(inputShapes, batch[n].Shape())
+		}
+		if err := e.sizeHeap(c, inputShapes); err != nil {
+			return nil, nil, err
+		}
 	}
 	args := make([]any, 0, nt+nf+nt+len(inputNames))
 	for _, t := range e.weights(e.trainable) {
