@@ -208,6 +208,15 @@ func (a *Adapter) AdaptWeight(p model.Params, name string, w *Node) *Node {
 	return Add(w, ConvertDType(MulScalar(delta, t.scale), w.DType()))
 }
 
+// PlainWeight implements model.PlainLinear: the weight of a module the adapter leaves alone, when
+// its base computes it plainly (nil for adapted modules).
+func (a *Adapter) PlainWeight(p model.Params, module string) *Node {
+	if a.targets[module] != nil {
+		return nil
+	}
+	return model.PlainWeightOf(a.base, p, module)
+}
+
 // frozenBase returns a frozen base layer's weight [out, in] and bias in x's dtype when the base
 // is Dense or NF4 (whose weight it dequantizes); ok is false for other Linears.
 func (a *Adapter) frozenBase(p model.Params, module string, x *Node) (w, bias *Node, ok bool) {

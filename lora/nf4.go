@@ -312,6 +312,15 @@ func (l *NF4Linear) Apply(p model.Params, module string, x *Node) *Node {
 	return ConvertDType(y, x.DType())
 }
 
+// PlainWeight implements model.PlainLinear: the weight of a module left unquantized (lm_head),
+// as its base computes it; nil for quantized modules.
+func (l *NF4Linear) PlainWeight(p model.Params, module string) *Node {
+	if p[module+nf4Suffix] != nil {
+		return nil
+	}
+	return model.PlainWeightOf(l.Base, p, module)
+}
+
 // weight dequantizes module's NF4 weight to [out, in] in the compute dtype (x's by default), or
 // returns nil when the module is not quantized.
 func (l *NF4Linear) weight(p model.Params, module string, x *Node) *Node {

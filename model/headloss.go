@@ -24,8 +24,8 @@ var headLossChunkElements = 1 << 23
 // number of counted positions whose arg-max logit is the label (TRL's mean_token_accuracy
 // numerator). hidden is Hidden's output [batch, seq, hidden]; labels [batch, seq] as for
 // CausalLMLoss. The logits are never materialized whole when the head is a plain weight (tied
-// embeddings, or lm_head through the built-in Dense layer); a Linear adapter on lm_head gets the
-// unfused head.
+// embeddings, or lm_head without bias through Dense or a PlainLinear that leaves it alone); an
+// adapter on lm_head itself gets the unfused head.
 func (d *Decoder) CausalLMHeadLoss(p Params, hidden, labels *Node) (sum, count, correct *Node) {
 	targets := shiftLabels(labels)
 	w := d.plainHeadWeight(p)
@@ -45,10 +45,32 @@ func (d *Decoder) plainHeadWeight(p Params) *Node {
 	if d.Config.TieWordEmbeddings {
 		return p["model.embed_tokens.weight"]
 	}
-	if d.Linear != nil || p["lm_head.bias"] != nil {
+	return PlainWeightOf(d.Linear, p, "lm_head")
+}
+
+// PlainLinear is a Linear that can say which modules it computes as the plain product x·Wᵀ of a
+// weight, so the fused LM-head loss can take lm_head's weight past it (an adapter that leaves
+// lm_head alone, a quantized base that keeps it in full precision).
+type PlainLinear interface {
+	Linear
+	// PlainWeight returns module's weight [out, in] when Apply computes x·Wᵀ (+ bias) with it and
+	// nothing else, else nil.
+	PlainWeight(p Params, module string) *Node
+}
+
+// PlainWeightOf returns module's weight when lin (nil: Dense) computes module as x·Wᵀ without a
+// bias, else nil.
+func PlainWeightOf(lin Linear, p Params, module string) *Node {
+	if p[module+".bias"] != nil {
 		return nil
 	}
-	return p["lm_head.weight"]
+	switch l := lin.(type) {
+	case nil, Dense:
+		return p[module+".weight"]
+	case PlainLinear:
+		return l.PlainWeight(p, module)
+	}
+	return nil
 }
 
 // shiftLabels returns the next-token targets: labels shifted left by one position, the last
