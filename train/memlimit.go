@@ -12,16 +12,18 @@ import (
 // A soft memory limit for the Go backend. Its buffers live in the Go heap, and freed ones wait in
 // per-size pools (sync.Pool) that survive a garbage collection and serve only requests of their
 // size class. With the default GOGC a training step's heap settles at the model state plus the
-// sum over size classes of each class's largest use (1.3–1.5× what is alive at the step's
-// busiest moment), and PyTorch peaks lower. A memory limit near the real need makes the runtime
-// collect, and so drop idle pooled buffers, before the heap grows past it. Train sets it when
-// the process has none (GOMEMLIMIT unset, none set by the host program) and restores "no limit"
-// when it returns; the limit is the live heap before the first step (the model, optimizer state
-// and whatever else the process holds) plus the largest temporary memory a step's compiled
-// graph needs as the Go backend estimates it (no in-place reuse counted), plus 10%. The limit
-// is soft: a heap that must grow past it still can (the runtime then spends up to half the CPU
-// collecting). The graph is compiled ahead of its first run, so the limit holds from the first
-// step on. Other backends keep their buffers outside the Go heap and report no estimate, so
+// sum over size classes of each class's largest use: 6–7 GB RSS for SmolLM2-135M's full
+// fine-tune where 4.4 GB suffice and PyTorch peaks at 4.7 GB (docs/PERFORMANCE.md). A memory
+// limit near the real need makes the runtime collect, and so drop idle pooled buffers, before the
+// heap grows past it. Train sets it when the process has none (GOMEMLIMIT unset, none set by the
+// host program) and restores "no limit" when it returns. The limit is the live heap before the
+// first step (the model, optimizer state and whatever else the process holds) plus the largest
+// temporary memory a step's compiled graph needs as the Go backend estimates it (no in-place
+// reuse counted), plus 30%: at SmolLM2-135M's shapes 10% left so little headroom that the runtime
+// collected ~100 times a step (+24% CPU), 30% ~25 times (+10–15%) and still peaks below PyTorch.
+// The limit is soft: a heap that must grow past it still can (the runtime then spends up to half
+// the CPU collecting). The graph is compiled ahead of its first run, so the limit holds from the
+// first step on. Other backends keep their buffers outside the Go heap and report no estimate, so
 // nothing is set for them.
 
 // heapLimit is the limit Train set (0: none).
@@ -73,7 +75,7 @@ func (e *Engine) sizeHeap(c *compiled, inputShapes []shapes.Shape) error {
 	} else if debug.SetMemoryLimit(-1) != e.heapLimit.limit {
 		return nil // someone else changed it meanwhile
 	}
-	if limit := e.heapLimit.base + temp + temp/10; limit > e.heapLimit.limit {
+	if limit := e.heapLimit.base + temp + temp*3/10; limit > e.heapLimit.limit {
 		e.heapLimit.limit = limit
 		debug.SetMemoryLimit(limit)
 	}
