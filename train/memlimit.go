@@ -12,8 +12,8 @@ import (
 // A soft memory limit for the Go backend. Its buffers live in the Go heap, and freed ones wait in
 // per-size pools (sync.Pool) that survive a garbage collection and serve only requests of their
 // size class. With the default GOGC a training step's heap settles at the model state plus the
-// sum over size classes of each class's largest use: 6–7 GB RSS for SmolLM2-135M's full
-// fine-tune where 4.4 GB suffice and PyTorch peaks at 4.7 GB (docs/PERFORMANCE.md). A memory
+// sum over size classes of each class's largest use: 7.2 GiB RSS for SmolLM2-135M's full
+// fine-tune where 4.4 GiB suffice and PyTorch peaks at 4.6 GiB (docs/PERFORMANCE.md). A memory
 // limit near the real need makes the runtime collect, and so drop idle pooled buffers, before the
 // heap grows past it. Train sets it when the process has none (GOMEMLIMIT unset, none set by the
 // host program) and restores "no limit" when it returns. The limit is the live heap before the
