@@ -47,8 +47,9 @@ func TestFusedHeadLossThroughAdapter(t *testing.T) {
 				}
 				m.Weights[loraB(mod)] = tensors.FromFlatDataAndDimensions(vals, b.Shape().Dimensions...)
 			}
-			dec := a.TrainingDecoder(1)
-			dec.FastGradients = true
+			fast := *m.Decoder
+			fast.FastGradients = true
+			dec := a.TrainingDecoder(&fast, 1)
 			const batch, seq = 2, 7
 			ids := make([]int32, batch*seq)
 			for i := range ids {
