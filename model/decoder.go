@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 
 	"github.com/gomlx/compute/dtypes"
@@ -32,6 +33,18 @@ type Decoder struct {
 	// through identity nodes, which the Go backend copies, so inference graphs should leave it
 	// off. It has no effect with GradientCheckpointing, with a KV cache, or on other backends.
 	FastGradients bool
+	// Autocast, when set (dtypes.BFloat16 for bf16: true), runs every matrix product — the Linear
+	// layers, attention's two products and the LM head — on operands cast to that dtype, as
+	// torch.autocast does; everything else follows torch's type promotion from the weights'
+	// dtype (the residual stream stays in it), and softmax, RMSNorm statistics, RoPE tables and the
+	// loss stay float32. InvalidDType, the zero value, computes in the weights' own dtype. Family
+	// blocks get it through the Linear that linear() returns.
+	Autocast dtypes.DType
+	// Attention is the attention implementation (transformers' attn_implementation); the zero
+	// value is eager. See AttentionImplementation.
+	Attention AttentionImplementation
+	// Logger, when set, receives one line per reason the fused attention falls back to eager.
+	Logger *slog.Logger
 }
 
 // Batch is the graph input of one forward pass. Only InputIDs is required.
@@ -70,13 +83,51 @@ type attentionContext struct {
 	// routerLogits collects each MoE layer's router logits [tokens, experts], in layer order,
 	// for the load-balancing loss.
 	routerLogits []*Node
+	// keyValid [batch, keys] and segments [batch, seq] are the batch's padding and packing
+	// inputs (nil when absent), which the fused attention takes in its own form.
+	keyValid, segments *Node
 }
 
+// linear is the Linear every layer goes through: Decoder.Linear (Dense by default), its input cast
+// to Autocast when that is set (every Linear computes in its input's dtype).
 func (d *Decoder) linear(fast bool) Linear {
-	if d.Linear == nil {
-		return Dense{fastGradient: fast}
+	var lin Linear = Dense{fastGradient: fast}
+	if d.Linear != nil {
+		lin = d.Linear
 	}
-	return d.Linear
+	if d.Autocast != dtypes.InvalidDType {
+		return autocastLinear{Linear: lin, decoder: d}
+	}
+	return lin
+}
+
+// autocastLinear casts a Linear's input to the decoder's Autocast dtype.
+type autocastLinear struct {
+	Linear
+	decoder *Decoder
+}
+
+// Apply implements Linear.
+func (l autocastLinear) Apply(p Params, module string, x *Node) *Node {
+	return l.Linear.Apply(p, module, l.decoder.autocast(x))
+}
+
+// autocast casts a matrix product's operand to the Autocast dtype (torch.autocast's
+// lower-precision ops); without Autocast it returns x.
+func (d *Decoder) autocast(x *Node) *Node {
+	if d.Autocast == dtypes.InvalidDType || x.DType() == d.Autocast || !x.DType().IsFloat() {
+		return x
+	}
+	return ConvertDType(x, d.Autocast)
+}
+
+// promote converts x to the wider of its dtype and to's, as torch's type promotion does when a
+// bf16 autocast output meets a float32 tensor.
+func promote(x *Node, to dtypes.DType) *Node {
+	if x.DType() == to || to.Size() < x.DType().Size() {
+		return x
+	}
+	return ConvertDType(x, to)
 }
 
 // fastGradients says whether this graph uses the hand-written gradients (see FastGradients).
@@ -92,7 +143,8 @@ func (d *Decoder) Logits(p Params, b Batch) *Node {
 // Head applies the LM head (lm_head, or the embedding matrix when tied) and returns float32 logits.
 func (d *Decoder) Head(p Params, hidden *Node) *Node {
 	if d.Config.TieWordEmbeddings {
-		w := p["model.embed_tokens.weight"]
+		hidden = d.autocast(hidden)
+		w := ConvertDType(p["model.embed_tokens.weight"], hidden.DType())
 		if d.fastGradients(hidden) {
 			return ConvertDType(denseLayoutAware(hidden, w), dtypes.Float32)
 		}
@@ -128,7 +180,7 @@ func (d *Decoder) hidden(p Params, b Batch) (*Node, *attentionContext) {
 func (d *Decoder) newAttentionContext(positions, queryIdx, keyIdx, keyValid, segments *Node, kv kvStore) *attentionContext {
 	cos, sin := d.rope(positions)
 	ctx := &attentionContext{cos: cos, sin: sin, windows: map[int]int{}, kv: kv, rowsCanBeEmpty: keyValid != nil,
-		fast: kv == nil && d.fastGradients(positions)}
+		fast: kv == nil && d.fastGradients(positions), keyValid: keyValid, segments: segments}
 	for i := 0; i < d.Config.NumHiddenLayers; i++ {
 		w := d.Config.LayerSlidingWindow(i)
 		if _, ok := ctx.windows[w]; ok {
@@ -166,9 +218,10 @@ func (d *Decoder) run(p Params, ids *Node, ctx *attentionContext) *Node {
 func (d *Decoder) layer(p Params, i int, x *Node, ctx *attentionContext) *Node {
 	prefix := fmt.Sprintf("model.layers.%d.", i)
 	h := d.norm(p, prefix+"input_layernorm", x)
-	x = Add(x, d.attention(p, i, prefix+"self_attn", h, ctx))
+	// Under Autocast the blocks return bf16; torch's residual add promotes to the stream's dtype.
+	x = Add(x, ConvertDType(d.attention(p, i, prefix+"self_attn", h, ctx), x.DType()))
 	h = d.norm(p, prefix+"post_attention_layernorm", x)
-	return Add(x, d.feedForward(p, prefix, h, ctx))
+	return Add(x, ConvertDType(d.feedForward(p, prefix, h, ctx), x.DType()))
 }
 
 // norm is the family's normalization of module: LayerNorm with bias (Starcoder2) or RMSNorm.
@@ -194,8 +247,17 @@ func (d *Decoder) feedForward(p Params, prefix string, x *Node, ctx *attentionCo
 func (d *Decoder) mlp(p Params, module string, x *Node, ctx *attentionContext) *Node {
 	lin := d.linear(ctx.fast)
 	act, _ := activationByName(d.Config.Activation())
-	gate := act(lin.Apply(p, module+".gate_proj", x))
+	gate := activate(act, lin.Apply(p, module+".gate_proj", x))
 	return lin.Apply(p, module+".down_proj", Mul(gate, lin.Apply(p, module+".up_proj", x)))
+}
+
+// activate applies act; torch's CPU and CUDA kernels evaluate activations of 16-bit inputs in
+// float32 and round once, so 16-bit inputs go through float32 here too.
+func activate(act func(*Node) *Node, x *Node) *Node {
+	if x.DType().Size() < 4 {
+		return ConvertDType(act(ConvertDType(x, dtypes.Float32)), x.DType())
+	}
+	return act(x)
 }
 
 func (d *Decoder) attention(p Params, layer int, module string, x *Node, ctx *attentionContext) *Node {
@@ -212,32 +274,45 @@ func (d *Decoder) attention(p Params, layer int, module string, x *Node, ctx *at
 		k = d.rmsNorm(p[module+".k_norm.weight"], k)
 	}
 	if cfg.UsesRope(layer) {
-		q = ctx.applyRope(q)
-		k = ctx.applyRope(k)
+		// The RoPE tables are in the hidden states' dtype, so torch promotes autocast (bf16)
+		// projections to it for the rotation; the products below cast them back.
+		q = ctx.applyRope(promote(q, x.DType()))
+		k = ctx.applyRope(promote(k, x.DType()))
 	}
+	q, k, v = d.autocast(q), d.autocast(k), d.autocast(v)
 
-	// [batch, heads, seq, hd] layouts.
-	q = TransposeAllAxes(q, 0, 2, 1, 3)
-	k = TransposeAllAxes(k, 0, 2, 1, 3)
-	v = TransposeAllAxes(v, 0, 2, 1, 3)
-	if ctx.kv != nil {
-		k, v = ctx.kv(layer, k, v)
-	}
-	group := heads / kvHeads
-
-	// Query head h uses key/value head h/group (transformers' repeat_kv order).
-	qg := Reshape(q, batch, kvHeads, group*seq, hd)
-	mask := ctx.masks[ctx.windows[cfg.LayerSlidingWindow(layer)]]
+	window := cfg.LayerSlidingWindow(layer)
 	scale := 1 / math.Sqrt(float64(hd))
-	var out *Node
-	if ctx.fast {
-		out = attentionLayoutAware(qg, k, v, mask, scale, heads, ctx.rowsCanBeEmpty)
-	} else {
-		out = attentionCore(qg, k, v, mask, scale, heads)
+	// eager takes q, k, v as [batch, seq, heads, hd] and returns the same layout.
+	eager := func() *Node {
+		// [batch, heads, seq, hd] layouts.
+		q := TransposeAllAxes(q, 0, 2, 1, 3)
+		k := TransposeAllAxes(k, 0, 2, 1, 3)
+		v := TransposeAllAxes(v, 0, 2, 1, 3)
+		if ctx.kv != nil {
+			k, v = ctx.kv(layer, k, v)
+		}
+		group := heads / kvHeads
+
+		// Query head h uses key/value head h/group (transformers' repeat_kv order).
+		qg := Reshape(q, batch, kvHeads, group*seq, hd)
+		mask := ctx.masks[ctx.windows[window]]
+		var out *Node
+		if ctx.fast {
+			out = attentionLayoutAware(qg, k, v, mask, scale, heads, ctx.rowsCanBeEmpty)
+		} else {
+			out = attentionCore(qg, k, v, mask, scale, heads)
+		}
+		out = Reshape(out, batch, heads, seq, hd)
+		return TransposeAllAxes(out, 0, 2, 1, 3)
 	}
-	out = Reshape(out, batch, heads, seq, hd)
-	out = Reshape(TransposeAllAxes(out, 0, 2, 1, 3), batch, seq, heads*hd)
-	return lin.Apply(p, module+".o_proj", out)
+	var out *Node
+	if d.Attention.fused() && ctx.kv == nil {
+		out = d.fusedAttention(q, k, v, ctx, window, scale, eager)
+	} else {
+		out = eager()
+	}
+	return lin.Apply(p, module+".o_proj", Reshape(out, batch, seq, heads*hd))
 }
 
 // attentionCore is softmax(q·kᵀ·scale, masked)·v for grouped queries qg [b, kv, group*seq, hd]
@@ -399,7 +474,8 @@ func (ctx *attentionContext) applyRope(x *Node) *Node {
 }
 
 // rmsNorm normalizes over the last axis in float32, as transformers does, then scales by w
-// (Gemma scales by 1+w).
+// (Gemma scales by 1+w). Like transformers' LlamaRMSNorm, the normalized values are rounded to
+// x's dtype and multiplied by w in the wider of the two dtypes.
 func (d *Decoder) rmsNorm(w, x *Node) *Node {
 	if w == nil {
 		exceptions.Panicf("missing RMSNorm weight")
@@ -412,7 +488,8 @@ func (d *Decoder) rmsNorm(w, x *Node) *Node {
 	if d.Config.ModelType == Gemma {
 		return ConvertDType(Mul(normed, OnePlus(wf)), dtype)
 	}
-	return Mul(ExpandLeftToRank(w, normed.Rank()), ConvertDType(normed, dtype))
+	out := promote(x, w.DType()).DType()
+	return Mul(ExpandLeftToRank(ConvertDType(w, out), normed.Rank()), ConvertDType(ConvertDType(normed, dtype), out))
 }
 
 // activationByName returns the MLP activation for a transformers ACT2FN name.

@@ -26,12 +26,14 @@ type Dense struct {
 	fastGradient bool
 }
 
-// Apply implements Linear.
+// Apply implements Linear. It computes in x's dtype (the weight and bias are cast to it), which is
+// how Decoder.Autocast reaches every Linear.
 func (d Dense) Apply(p Params, module string, x *Node) *Node {
 	w := p[module+".weight"]
 	if w == nil {
 		exceptions.Panicf("missing parameter %s.weight", module)
 	}
+	w = ConvertDType(w, x.DType())
 	var y *Node
 	if d.fastGradient && useLayoutAwareGradients(x) && w.Rank() == 2 && x.Rank() >= 2 {
 		y = denseLayoutAware(x, w)
@@ -39,7 +41,7 @@ func (d Dense) Apply(p Params, module string, x *Node) *Node {
 		y = DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
 	}
 	if b := p[module+".bias"]; b != nil {
-		y = Add(y, ExpandLeftToRank(b, y.Rank()))
+		y = Add(y, ExpandLeftToRank(ConvertDType(b, y.DType()), y.Rank()))
 	}
 	return y
 }

@@ -18,11 +18,14 @@ import (
 )
 
 // Checkpoint files besides the weights. Optimizer state goes to safetensors (not torch's
-// optimizer.pt pickle), named <state>/<weight> with torch's state keys (exp_avg/…, exp_avg_sq/…).
+// optimizer.pt pickle), named <state>/<weight> with torch's state keys (exp_avg/…, exp_avg_sq/…),
+// plus master/<weight> for the float32 master copy of a weight stored in 16 bits (DeepSpeed keeps
+// it with the optimizer state too), so a bf16 run resumes bit-exactly.
 const (
 	TrainerStateFile = "trainer_state.json"
 	OptimizerFile    = "optimizer.safetensors"
 	checkpointPrefix = "checkpoint-"
+	masterKey        = "master/"
 )
 
 // trainerState is transformers' trainer_state.json, plus the data position needed to resume.
@@ -87,6 +90,13 @@ func (e *Engine) writeCheckpoint(dir string) error {
 				return fmt.Errorf("optimizer state of %s: %w", n, err)
 			}
 			sources = append(sources, safetensors.Float32Source(names[j]+"/"+n, t.Shape().Dimensions, vals))
+		}
+		if m := e.masters[i]; m != nil {
+			vals, err := tensors.CopyFlatData[float32](m)
+			if err != nil {
+				return fmt.Errorf("float32 master of %s: %w", n, err)
+			}
+			sources = append(sources, safetensors.Float32Source(masterKey+n, m.Shape().Dimensions, vals))
 		}
 	}
 	if err := safetensors.Save(filepath.Join(dir, OptimizerFile), sources, nil); err != nil {
@@ -207,7 +217,7 @@ func (e *Engine) Resume(dir string) error {
 	for n, t := range w {
 		e.Model.Weights[n] = t
 	}
-	e.optState = nil
+	e.optState, e.masters = nil, nil
 	names := e.Args.Optimizer.StateNames()
 	for _, n := range e.Model.Weights.Names() {
 		if !e.isTrainable(n) {
@@ -226,6 +236,19 @@ func (e *Engine) Resume(dir string) error {
 			state[j] = tensors.FromFlatDataAndDimensions(vals, t.Shape...)
 		}
 		e.optState = append(e.optState, state)
+		var master *tensors.Tensor
+		if needsMaster(e.Model.Weights[n].DType()) {
+			t, err := opt.Tensor(masterKey + n)
+			if err != nil {
+				return fmt.Errorf("resume from %s: %w", dir, err)
+			}
+			vals, err := t.Float32s()
+			if err != nil {
+				return fmt.Errorf("resume from %s: %w", dir, err)
+			}
+			master = tensors.FromFlatDataAndDimensions(vals, t.Shape...)
+		}
+		e.masters = append(e.masters, master)
 	}
 	e.state = State{
 		GlobalStep: st.GlobalStep, Epoch: st.Epoch, NextEpoch: st.DataPosition.Epoch, NextIndex: st.DataPosition.Index,

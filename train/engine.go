@@ -117,9 +117,12 @@ type Engine struct {
 	trainable, frozen []string
 	// optState holds each trainable weight's optimizer state, in Optimizer.StateNames order.
 	optState [][]*tensors.Tensor
-	state    State
-	graphs   map[string]*compiled
-	sharded  *ShardedStep
+	// masters holds the float32 master copy of each trainable weight stored in 16 bits (nil for
+	// float32 weights, which are their own master); see update.go.
+	masters []*tensors.Tensor
+	state   State
+	graphs  map[string]*compiled
+	sharded *ShardedStep
 	// heapLimit is the soft memory limit Train set for the Go backend (memlimit.go).
 	heapLimit heapLimit
 }
@@ -319,6 +322,17 @@ func (e *Engine) init() error {
 				state[i] = tensors.FromShape(shape)
 			}
 			e.optState = append(e.optState, state)
+		}
+	}
+	if e.masters == nil {
+		e.masters = make([]*tensors.Tensor, len(e.trainable))
+		for i, n := range e.trainable {
+			if w := e.Model.Weights[n]; needsMaster(w.DType()) {
+				var err error
+				if e.masters[i], err = float32Copy(w); err != nil {
+					return fmt.Errorf("float32 master of %s: %w", n, err)
+				}
+			}
 		}
 	}
 	e.graphs = map[string]*compiled{}
@@ -616,40 +630,75 @@ func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Ten
 }
 
 // apply normalizes the gradient sums by the step's units, clips them by global norm and runs the
-// optimizer.
+// optimizer, one update group at a time (see updateGroup); it returns the norm before clipping.
 func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (float64, error) {
-	nt := len(e.trainable)
 	opt, maxNorm := e.Args.Optimizer, e.Args.MaxGradNorm
 	ns := len(opt.StateNames())
-	c, err := e.graph("apply", func(*compiled) func([]*Node) []*Node {
-		return applyGraph(opt, maxNorm, e.trainable)
-	})
+	backend := e.Model.Backend()
+	unitsT := tensors.FromScalar(float32(units))
+	normC, err := e.graph("grad_norm", func(*compiled) func([]*Node) []*Node { return gradNormGraph(maxNorm, len(grads)) })
 	if err != nil {
 		return 0, err
 	}
-	backend := e.Model.Backend()
-	inputs := append(e.weights(e.trainable), grads...)
-	for _, s := range e.optState {
-		inputs = append(inputs, s...)
+	normArgs := make([]any, 0, len(grads)+1)
+	for _, g := range grads {
+		normArgs = append(normArgs, g)
 	}
-	args := make([]any, 0, len(inputs)+3)
-	for _, t := range inputs {
-		d, err := DonateTensorBuffer(t, backend, compute.DeviceNum(0))
+	normOut, err := normC.exec.Exec(append(normArgs, unitsT)...)
+	if err != nil {
+		return 0, err
+	}
+	hasMaster := make([]bool, len(e.trainable))
+	for i := range e.trainable {
+		hasMaster[i] = e.masters[i] != nil
+	}
+	scalars := []any{tensors.FromScalar(float32(step)), tensors.FromScalar(float32(lr)), unitsT, normOut[1]}
+	for _, grp := range updateGroups(e.trainable, hasMaster) {
+		names, working := make([]string, len(grp.members)), make([]dtypes.DType, len(grp.members))
+		var params, gs, states []*tensors.Tensor
+		for j, i := range grp.members {
+			names[j] = e.trainable[i]
+			if p := e.masters[i]; p != nil {
+				working[j] = e.Model.Weights[names[j]].DType()
+				params = append(params, p)
+			} else {
+				params = append(params, e.Model.Weights[names[j]])
+			}
+			gs = append(gs, grads[i])
+			states = append(states, e.optState[i]...)
+		}
+		c, err := e.graph("update "+grp.key, func(*compiled) func([]*Node) []*Node {
+			return updateGraph(opt, names, working, maxNorm > 0)
+		})
 		if err != nil {
 			return 0, err
 		}
-		args = append(args, d)
+		args := make([]any, 0, len(params)+len(gs)+len(states)+len(scalars))
+		for _, t := range append(append(params, gs...), states...) {
+			d, err := DonateTensorBuffer(t, backend, compute.DeviceNum(0))
+			if err != nil {
+				return 0, err
+			}
+			args = append(args, d)
+		}
+		out, err := c.exec.Exec(append(args, scalars...)...)
+		if err != nil {
+			return 0, err
+		}
+		newStates := out[len(grp.members):]
+		for j, i := range grp.members {
+			if working[j] == dtypes.InvalidDType {
+				e.Model.Weights[names[j]] = out[j]
+				continue
+			}
+			e.masters[i] = out[j]
+			e.Model.Weights[names[j]], newStates = newStates[0], newStates[1:]
+		}
+		for j, i := range grp.members {
+			copy(e.optState[i], newStates[j*ns:(j+1)*ns])
+		}
 	}
-	args = append(args, tensors.FromScalar(float32(step)), tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(units)))
-	out, err := c.exec.Exec(args...)
-	if err != nil {
-		return 0, err
-	}
-	for i, n := range e.trainable {
-		e.Model.Weights[n] = out[1+i]
-		copy(e.optState[i], out[1+nt+i*ns:1+nt+(i+1)*ns])
-	}
-	return float64(tensors.ToScalar[float32](out[0])), nil
+	return float64(tensors.ToScalar[float32](normOut[0])), nil
 }
 
 func (e *Engine) weights(names []string) []*tensors.Tensor {

@@ -80,15 +80,20 @@ type ShardedStep struct {
 	// trainable weights, then Optimizer.StateNames() order) to start from, as a resumed run has;
 	// nil starts from zeros.
 	InitialState [][]*tensors.Tensor
+	// InitialMasters are the float32 master copies of the trainable weights stored in 16 bits
+	// (nil entries for float32 weights), as a resumed run has; nil derives them from the weights.
+	InitialMasters []*tensors.Tensor
 
 	trainable, frozen []string
 	devices           int
-	// params[i], frozenW[i], state[i][k] and grads[i] hold one tensor per device (the device's shard).
-	params, frozenW [][]*tensors.Tensor
-	state           [][][]*tensors.Tensor
-	grads           [][]*tensors.Tensor
-	peak            ResidentBytes
-	execs           map[string]*shardedExec
+	// params[i], frozenW[i], state[i][k], masters[i] and grads[i] hold one tensor per device (the
+	// device's shard). masters[i] is nil for float32 weights; masters are placed like optimizer
+	// state (DeepSpeed keeps them in the optimizer partition).
+	params, frozenW, masters [][]*tensors.Tensor
+	state                    [][][]*tensors.Tensor
+	grads                    [][]*tensors.Tensor
+	peak                     ResidentBytes
+	execs                    map[string]*shardedExec
 }
 
 type shardedExec struct {
@@ -110,7 +115,7 @@ type StepResult struct {
 }
 
 func (s *ShardedStep) init() error {
-	s.trainable, s.frozen, s.params, s.frozenW, s.state, s.grads = nil, nil, nil, nil, nil, nil
+	s.trainable, s.frozen, s.params, s.frozenW, s.state, s.grads, s.masters = nil, nil, nil, nil, nil, nil, nil
 	if s.Placement = OrNil(s.Placement); s.Placement == nil {
 		return fmt.Errorf("sharded step: Placement is nil")
 	}
@@ -150,6 +155,22 @@ func (s *ShardedStep) init() error {
 		}
 		s.params = append(s.params, shards)
 		shape := shapes.Make(dtypes.Float32, w.Shape().Dimensions...)
+		var master []*tensors.Tensor
+		if needsMaster(w.DType()) {
+			var init *tensors.Tensor
+			if i := len(s.params) - 1; i < len(s.InitialMasters) {
+				init = s.InitialMasters[i]
+			}
+			if init == nil {
+				if init, err = float32Copy(w); err != nil {
+					return fmt.Errorf("sharded step: float32 master of %s: %w", n, err)
+				}
+			}
+			if master, err = s.shard(s.Placement.StateSpec(shape), init); err != nil {
+				return fmt.Errorf("sharded step: float32 master of %s: %w", n, err)
+			}
+		}
+		s.masters = append(s.masters, master)
 		st := make([][]*tensors.Tensor, ns)
 		for k := range st {
 			init := tensors.FromShape(shape)
@@ -382,105 +403,117 @@ func (s *ShardedStep) runMicro(batch map[string]*tensors.Tensor) ([]float32, []s
 }
 
 func (s *ShardedStep) apply(step int, lr, units float64) (float64, error) {
-	nt := len(s.trainable)
 	opt, maxNorm := s.Optimizer, s.MaxGradNorm
 	ns := len(opt.StateNames())
-	var in, out []*distributed.ShardingSpec
-	var pSpecs, gSpecs, sSpecs []*distributed.ShardingSpec
-	for _, n := range s.trainable {
-		shape := s.Model.Weights[n].Shape()
-		f32 := shapes.Make(dtypes.Float32, shape.Dimensions...)
-		pSpecs = append(pSpecs, s.Placement.ParamSpec(shape))
-		gSpecs = append(gSpecs, s.Placement.GradSpec(f32))
-		for range ns {
-			sSpecs = append(sSpecs, s.Placement.StateSpec(f32))
-		}
-	}
-	in = append(append(append(in, pSpecs...), gSpecs...), sSpecs...)
-	in = append(in, nil, nil, nil)
-	out = append(append(append(out, nil), pSpecs...), sSpecs...)
-	c, err := s.exec("apply", in, out, func(*shardedExec) func([]*Node) []*Node {
-		return applyGraph(opt, maxNorm, s.trainable)
-	})
-	if err != nil {
-		return 0, err
-	}
 	backend := s.Model.Backend()
-	outs, err := s.call(c, func(d int) ([]any, error) {
-		var ts []*tensors.Tensor
-		for _, w := range s.params {
-			ts = append(ts, w[d])
-		}
-		for _, g := range s.grads {
-			ts = append(ts, g[d])
-		}
-		for _, st := range s.state {
-			for _, k := range st {
-				ts = append(ts, k[d])
-			}
-		}
-		a := make([]any, 0, len(ts)+3)
-		for _, t := range ts {
-			dt, err := DonateTensorBuffer(t, backend, compute.DeviceNum(d))
-			if err != nil {
-				return nil, err
-			}
-			a = append(a, dt)
-		}
-		return append(a, tensors.FromScalar(float32(step)), tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(units))), nil
+	f32 := func(i int) shapes.Shape {
+		return shapes.Make(dtypes.Float32, s.Model.Weights[s.trainable[i]].Shape().Dimensions...)
+	}
+	var gSpecs []*distributed.ShardingSpec
+	for i := range s.trainable {
+		gSpecs = append(gSpecs, s.Placement.GradSpec(f32(i)))
+	}
+	normC, err := s.exec("grad_norm", append(gSpecs, nil), []*distributed.ShardingSpec{nil, nil}, func(*shardedExec) func([]*Node) []*Node {
+		return gradNormGraph(maxNorm, len(s.trainable))
 	})
 	if err != nil {
 		return 0, err
+	}
+	// Host scalars are made per device: a tensor is placed on the first device that reads it.
+	normOut, err := s.call(normC, func(d int) ([]any, error) {
+		var a []any
+		for _, g := range s.grads {
+			a = append(a, g[d])
+		}
+		return append(a, tensors.FromScalar(float32(units))), nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	hasMaster := make([]bool, len(s.trainable))
+	for i := range s.trainable {
+		hasMaster[i] = s.masters[i] != nil
+	}
+	for _, grp := range updateGroups(s.trainable, hasMaster) {
+		names, working := make([]string, len(grp.members)), make([]dtypes.DType, len(grp.members))
+		var pSpecs, gs, copySpecs, sSpecs []*distributed.ShardingSpec
+		for j, i := range grp.members {
+			names[j] = s.trainable[i]
+			w := s.Model.Weights[names[j]]
+			if s.masters[i] != nil {
+				working[j] = w.DType()
+				pSpecs = append(pSpecs, s.Placement.StateSpec(f32(i)))
+				copySpecs = append(copySpecs, s.Placement.ParamSpec(w.Shape()))
+			} else {
+				pSpecs = append(pSpecs, s.Placement.ParamSpec(w.Shape()))
+			}
+			gs = append(gs, gSpecs[i])
+			for range ns {
+				sSpecs = append(sSpecs, s.Placement.StateSpec(f32(i)))
+			}
+		}
+		in := append(append(append(append([]*distributed.ShardingSpec{}, pSpecs...), gs...), sSpecs...), nil, nil, nil, nil)
+		out := append(append(append([]*distributed.ShardingSpec{}, pSpecs...), copySpecs...), sSpecs...)
+		// The specs depend on the shapes, so groups share a compiled graph only with equal shapes.
+		key := "update " + grp.key
+		for _, i := range grp.members {
+			key += fmt.Sprint(s.Model.Weights[s.trainable[i]].Shape().Dimensions)
+		}
+		c, err := s.exec(key, in, out, func(*shardedExec) func([]*Node) []*Node {
+			return updateGraph(opt, names, working, maxNorm > 0)
+		})
+		if err != nil {
+			return 0, err
+		}
+		outs, err := s.call(c, func(d int) ([]any, error) {
+			var ts []*tensors.Tensor
+			for _, i := range grp.members {
+				if s.masters[i] != nil {
+					ts = append(ts, s.masters[i][d])
+				} else {
+					ts = append(ts, s.params[i][d])
+				}
+			}
+			for _, i := range grp.members {
+				ts = append(ts, s.grads[i][d])
+			}
+			for _, i := range grp.members {
+				for _, k := range s.state[i] {
+					ts = append(ts, k[d])
+				}
+			}
+			a := make([]any, 0, len(ts)+4)
+			for _, t := range ts {
+				dt, err := DonateTensorBuffer(t, backend, compute.DeviceNum(d))
+				if err != nil {
+					return nil, err
+				}
+				a = append(a, dt)
+			}
+			return append(a, tensors.FromScalar(float32(step)), tensors.FromScalar(float32(lr)), tensors.FromScalar(float32(units)), normOut[d][1]), nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		for d := 0; d < s.devices; d++ {
+			newStates := outs[d][len(grp.members):]
+			for j, i := range grp.members {
+				if s.masters[i] == nil {
+					s.params[i][d] = outs[d][j]
+					continue
+				}
+				s.masters[i][d] = outs[d][j]
+				s.params[i][d], newStates = newStates[0], newStates[1:]
+			}
+			for j, i := range grp.members {
+				for k := 0; k < ns; k++ {
+					s.state[i][k][d] = newStates[j*ns+k]
+				}
+			}
+		}
 	}
 	s.grads = nil
-	for d := 0; d < s.devices; d++ {
-		for i := range s.params {
-			s.params[i][d] = outs[d][1+i]
-			for k := 0; k < ns; k++ {
-				s.state[i][k][d] = outs[d][1+nt+i*ns+k]
-			}
-		}
-	}
-	return float64(tensors.ToScalar[float32](outs[0][0])), nil
-}
-
-// applyGraph is the body of the "apply" graph: inputs are the trainable parameters, their gradient
-// sums, the optimizer states, then step, learning rate and units; outputs are the
-// gradient norm, the new parameters and the new states.
-func applyGraph(opt Optimizer, maxNorm float64, names []string) func([]*Node) []*Node {
-	nt, ns := len(names), len(opt.StateNames())
-	return func(inputs []*Node) []*Node {
-		params, g, states := inputs[:nt], inputs[nt:2*nt], inputs[2*nt:2*nt+nt*ns]
-		stepN, lrN, unitsN := inputs[2*nt+nt*ns], inputs[2*nt+nt*ns+1], inputs[2*nt+nt*ns+2]
-		newP, newS, norm := clipAndUpdate(opt, maxNorm, names, params, g, states, stepN, lrN, unitsN)
-		return append(append([]*Node{norm}, newP...), newS...)
-	}
-}
-
-// clipAndUpdate is the Engine's update: gradient sums divided by the units, global-norm clipping
-// as torch.nn.utils.clip_grad_norm_, then the optimizer with transformers' decay exclusion.
-func clipAndUpdate(opt Optimizer, maxNorm float64, names []string, params, g, states []*Node, stepN, lrN, unitsN *Node) (newP, newS []*Node, norm *Node) {
-	nt, ns := len(params), len(opt.StateNames())
-	sq := make([]*Node, nt)
-	for i := range g {
-		g[i] = Div(g[i], unitsN)
-		sq[i] = ReduceAllSum(Square(g[i]))
-	}
-	norm = Sqrt(ReduceAllSum(Stack(sq, 0)))
-	if maxNorm > 0 {
-		// torch.nn.utils.clip_grad_norm_: scale by min(1, max_norm / (norm + 1e-6)).
-		coef := MinScalar(Div(Scalar(norm.Graph(), norm.DType(), maxNorm), AddScalar(norm, 1e-6)), 1.0)
-		for i := range g {
-			g[i] = Mul(g[i], coef)
-		}
-	}
-	newP, newS = make([]*Node, nt), make([]*Node, 0, nt*ns)
-	for i := range params {
-		var st []*Node
-		newP[i], st = opt.Update(params[i], g[i], states[i*ns:(i+1)*ns], stepN, lrN, decays(names[i]))
-		newS = append(newS, st...)
-	}
-	return newP, newS, norm
+	return float64(tensors.ToScalar[float32](normOut[0][0])), nil
 }
 
 // recordPeak reads the bytes each device holds for parameters, accumulated gradients and
@@ -528,6 +561,11 @@ func (s *ShardedStep) residentNow() ResidentBytes {
 				r.OptimizerState[d] += bytesOn(k[d], d)
 			}
 		}
+		for _, m := range s.masters {
+			if m != nil {
+				r.OptimizerState[d] += bytesOn(m[d], d)
+			}
+		}
 	}
 	return r
 }
@@ -569,6 +607,32 @@ func (s *ShardedStep) Weights() (map[string]*tensors.Tensor, error) {
 	return out, nil
 }
 
+// Masters gathers the float32 master copies into host tensors, per trainable weight (in
+// Model.Weights.Names() order), nil for weights stored in float32.
+func (s *ShardedStep) Masters() ([]*tensors.Tensor, error) {
+	if s.execs == nil {
+		return nil, fmt.Errorf("sharded step: no step has run")
+	}
+	out := make([]*tensors.Tensor, len(s.trainable))
+	for i, n := range s.trainable {
+		if s.masters[i] == nil {
+			continue
+		}
+		spec := s.Placement.StateSpec(shapes.Make(dtypes.Float32, s.Model.Weights[n].Shape().Dimensions...))
+		if spec == nil {
+			spec = distributed.NewReplicatedShardingSpec(s.Placement.Mesh())
+		}
+		dt, err := dtensor.NewTensor(spec, s.masters[i])
+		if err != nil {
+			return nil, fmt.Errorf("float32 master of %s: %w", n, err)
+		}
+		if out[i], err = dt.Merge(); err != nil {
+			return nil, fmt.Errorf("float32 master of %s: %w", n, err)
+		}
+	}
+	return out, nil
+}
+
 // OptimizerState gathers the optimizer state into host tensors, per trainable weight (in
 // Model.Weights.Names() order) and state name.
 func (s *ShardedStep) OptimizerState() ([][]*tensors.Tensor, error) {
@@ -604,7 +668,8 @@ func (e *Engine) initSharded() error {
 		return nil
 	}
 	e.sharded = &ShardedStep{Model: e.Model, Objective: e.Objective, Adapter: e.adapter(), Seed: e.Args.Seed,
-		Optimizer: e.Args.Optimizer, MaxGradNorm: e.Args.MaxGradNorm, Placement: e.Placement, InitialState: e.optState}
+		Optimizer: e.Args.Optimizer, MaxGradNorm: e.Args.MaxGradNorm, Placement: e.Placement, InitialState: e.optState,
+		InitialMasters: e.masters}
 	return e.sharded.init()
 }
 
@@ -651,10 +716,14 @@ func (e *Engine) syncSharded() error {
 	if err != nil {
 		return err
 	}
+	masters, err := e.sharded.Masters()
+	if err != nil {
+		return err
+	}
 	for n, t := range w {
 		e.Model.Weights[n] = t
 	}
-	e.optState = st
+	e.optState, e.masters = st, masters
 	return nil
 }
 
