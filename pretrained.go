@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/gomlx/compute"
+	dt "github.com/gomlx/compute/dtypes"
 
 	"handbook/backend"
 	"handbook/model"
@@ -19,6 +20,9 @@ type PretrainedOptions struct {
 	Backend compute.Backend
 	// Revision is the Hub revision of a model id ("": "main").
 	Revision string
+	// DType is the dtype the weights are kept in (from_pretrained's dtype): float32 (the zero
+	// value, TRL's default) or bfloat16.
+	DType dt.DType
 	// FromScratch lets a directory with config.json but no weights start from random weights drawn
 	// with Seed, as a recipe's model_name_or_path does; without it that is an error, since a
 	// missing checkpoint is more often a mistake than a wish.
@@ -67,11 +71,11 @@ func LoadPretrained(ctx context.Context, nameOrPath string, opts *PretrainedOpti
 // when the directory has a config but no weights.
 func loadModelDir(dir string, opts PretrainedOptions) (*model.Model, error) {
 	if model.HasWeights(dir) {
-		return model.Load(opts.Backend, dir, model.LoadOptions{})
+		return model.Load(opts.Backend, dir, model.LoadOptions{DType: opts.DType})
 	}
 	if !opts.FromScratch {
 		return nil, fmt.Errorf("%s has no safetensors weights (model.safetensors or its index); set PretrainedOptions.FromScratch to start from random weights", dir)
 	}
 	opts.Logger.Warn("no weights in the model directory: initializing from scratch", "dir", dir, "seed", opts.Seed)
-	return model.Init(opts.Backend, dir, 0, opts.Seed)
+	return model.Init(opts.Backend, dir, opts.DType, opts.Seed)
 }

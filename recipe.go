@@ -71,6 +71,10 @@ type ModelArguments struct {
 	// "bfloat16", "float16" or "float32" (TRL's default). Also read from the
 	// older key torch_dtype.
 	Dtype string `mapstructure:"dtype"`
+	// AttnImplementation is transformers' attn_implementation: "eager" (the
+	// default), "sdpa" or "flash_attention_2" (the backend's fused attention
+	// where it has one, else eager with a warning; see model.Decoder.Attention).
+	AttnImplementation string `mapstructure:"attn_implementation"`
 	// TokenizerNameOrPath, when set, loads the tokenizer from elsewhere than
 	// the model.
 	TokenizerNameOrPath string `mapstructure:"tokenizer_name_or_path"`
@@ -226,10 +230,12 @@ type TrainingArguments struct {
 	AdamEpsilon float64 `mapstructure:"adam_epsilon"`
 	// MaxGradNorm clips the global gradient norm; 0 disables (default 1).
 	MaxGradNorm float64 `mapstructure:"max_grad_norm"`
-	// BF16 trains in bfloat16 mixed precision (TRL's default: true unless
-	// FP16).
+	// BF16 trains in bfloat16 mixed precision as torch.autocast does (TRL's
+	// default: true unless FP16): bf16 matrix products, float32 softmax,
+	// norms, loss, master weights and optimizer state.
 	BF16 bool `mapstructure:"bf16"`
-	// FP16 trains in float16 mixed precision.
+	// FP16 (float16 mixed precision with loss scaling) is not supported: a
+	// recipe setting it is an error that says to use bf16.
 	FP16 bool `mapstructure:"fp16"`
 	// ModelInitKwargs are extra arguments for loading the model (e.g. dtype).
 	ModelInitKwargs map[string]any `mapstructure:"model_init_kwargs"`

@@ -11,8 +11,7 @@ import (
 // Python stack with no counterpart here. The value says why; it ends the
 // warning a recipe that sets the key gets.
 var ignoredKeys = map[string]string{
-	"attn_implementation":           "the model package has a single attention implementation (no flash-attention or SDPA kernels)",
-	"use_flash_attention_2":         "the model package has a single attention implementation (no flash-attention kernels)",
+	"use_flash_attention_2":         "the legacy switch; set attn_implementation: flash_attention_2 instead",
 	"trust_remote_code":             "no Python model code runs here; only the model package's built-in architectures load",
 	"use_liger_kernel":              "there are no Liger kernels; the model package's own ops are used",
 	"dataset_num_proc":              "preprocessing runs in this process; there are no worker processes to size",

@@ -112,7 +112,7 @@ func TestSeedRecipeValues(t *testing.T) {
 		assert.Equal(t, []string{"wandb"}, r.Training.ReportTo, "an offline W&B run")
 		assert.True(t, r.Training.Publish.PushToHub)
 		assert.Equal(t, "every_save", r.Training.Publish.HubStrategy)
-		assert.Equal(t, "flash_attention_2", r.Ignored["attn_implementation"])
+		assert.Equal(t, "flash_attention_2", r.Model.AttnImplementation)
 		assert.Equal(t, 12, r.Ignored["dataset_num_proc"])
 	})
 	t.Run("legacy dataset_mixer", func(t *testing.T) {
@@ -414,6 +414,9 @@ func TestBadRecipes(t *testing.T) {
 		{"quant type", TaskSFT, minimal + "bnb_4bit_quant_type: nf5\n", `:3: bnb_4bit_quant_type: "nf5" is not valid (did you mean "nf4"?)`},
 		{"dtype alias named", TaskSFT, minimal + "torch_dtype: bfloat15\n", `:3: torch_dtype: "bfloat15" is not valid (did you mean "bfloat16"?)`},
 		{"bf16 and fp16", TaskSFT, minimal + "bf16: true\nfp16: true\n", ":4: fp16: bf16 and fp16 are both true"},
+		{"fp16", TaskSFT, minimal + "fp16: true\n", ":3: fp16: float16 mixed precision (loss scaling) is not supported; use bf16: true"},
+		{"float16 weights", TaskSFT, minimal + "torch_dtype: float16\n", ":3: torch_dtype: float16 weights are not supported; use bfloat16"},
+		{"attention typo", TaskSFT, minimal + "attn_implementation: flash_attention2\n", `:3: attn_implementation: "flash_attention2" is not valid (did you mean "flash_attention_2"?)`},
 		{"batch size", TaskSFT, minimal + "per_device_train_batch_size: 0\n", ":3: per_device_train_batch_size: 0 must be ≥ 1"},
 		{"nothing to train", TaskSFT, minimal + "num_train_epochs: 0\n", ":3: num_train_epochs: 0 with max_steps -1 leaves nothing to train"},
 		{"negative lr", TaskSFT, minimal + "learning_rate: -1\n", ":3: learning_rate: -1 must be ≥ 0"},
@@ -455,15 +458,15 @@ func TestBadRecipes(t *testing.T) {
 }
 
 func TestWarnings(t *testing.T) {
-	p := writeRecipe(t, minimal+"attn_implementation: sdpa\ntrust_remote_code: false\nreport_to: [comet_ml, tensorboard]\npacking_strategy: ffd\n")
-	r, err := LoadRecipe(p, TaskSFT, []string{"--attn_implementation=eager"})
+	p := writeRecipe(t, minimal+"use_liger_kernel: true\ntrust_remote_code: false\nreport_to: [comet_ml, tensorboard]\npacking_strategy: ffd\n")
+	r, err := LoadRecipe(p, TaskSFT, []string{"--use_liger_kernel=false"})
 	require.NoError(t, err)
 	assert.Equal(t, []string{
-		p + ":3: attn_implementation ignored: " + ignoredKeys["attn_implementation"],
+		p + ":3: use_liger_kernel ignored: " + ignoredKeys["use_liger_kernel"],
 		p + `:6: packing_strategy "ffd" is TRL's older name of "bfd"; using "bfd"`,
 		p + ":5: report_to: comet_ml not available here; metrics go to TensorBoard and JSONL",
 	}, r.Warnings, "one warning per key; none for false")
-	assert.Equal(t, "eager", r.Ignored["attn_implementation"])
+	assert.Equal(t, false, r.Ignored["use_liger_kernel"])
 	assert.Equal(t, false, r.Ignored["trust_remote_code"])
 	assert.Equal(t, []string{"tensorboard"}, r.Training.ReportTo)
 	assert.Equal(t, "bfd", r.Training.PackingStrategy)

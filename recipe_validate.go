@@ -24,7 +24,8 @@ var (
 		"apollo_adamw", "apollo_adamw_layerwise", "stable_adamw"}
 	dpoLossTypes = []string{"sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard",
 		"aot", "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm"}
-	dtypes = []string{"", "auto", "bfloat16", "float16", "float32"}
+	dtypes              = []string{"", "auto", "bfloat16", "float16", "float32"}
+	attnImplementations = []string{"", "eager", "sdpa", "flash_attention_2"}
 )
 
 // finish normalises the recipe, resolves defaults that depend on other keys,
@@ -162,6 +163,10 @@ func (l *loader) validateModel() error {
 		return fmt.Errorf("%s: model_name_or_path is not set", l.path)
 	case oneOf(m.Dtype, dtypes...) != nil:
 		return l.fail("dtype", "%v", oneOf(m.Dtype, dtypes...))
+	case m.Dtype == "float16":
+		return l.fail("dtype", "float16 weights are not supported; use bfloat16 (or float32)")
+	case oneOf(m.AttnImplementation, attnImplementations...) != nil:
+		return l.fail("attn_implementation", "%v", oneOf(m.AttnImplementation, attnImplementations...))
 	case m.LoadIn4Bit && m.LoadIn8Bit:
 		return l.fail("load_in_8bit", "load_in_4bit and load_in_8bit are both true; pick one")
 	case (m.LoadIn4Bit || m.LoadIn8Bit) && !m.UsePEFT:
@@ -229,6 +234,8 @@ func (l *loader) validateTraining() error {
 		return l.fail("max_grad_norm", "%v must be ≥ 0 (0 disables clipping)", t.MaxGradNorm)
 	case t.BF16 && t.FP16:
 		return l.fail("fp16", "bf16 and fp16 are both true; pick one")
+	case t.FP16:
+		return l.fail("fp16", "float16 mixed precision (loss scaling) is not supported; use bf16: true, which needs no loss scaling")
 	case t.SaveTotalLimit < 0:
 		return l.fail("save_total_limit", "%d must be ≥ 0", t.SaveTotalLimit)
 	}

@@ -273,8 +273,8 @@ func (r *Recipe) dpoLoss() (dpo.LossConfig, error) {
 }
 
 // LoadModel loads model_name_or_path — a local directory, or a Hub model id downloaded into the
-// Hugging Face cache at model_revision — on backend b, with gradient_checkpointing and the
-// family's rules (a mixture of experts' router_aux_loss_coef, the dropout warning) applied. A
+// Hugging Face cache at model_revision — on backend b, in dtype's precision (weightsDType), with
+// gradient_checkpointing, bf16 and attn_implementation (setPrecision) and the family's rules (a mixture of experts' router_aux_loss_coef, the dropout warning) applied. A
 // directory with config.json but no weights starts from scratch (random init seeded by seed);
 // with use_peft that random base is saved into output_dir/base_model, so `handbook merge`,
 // `eval --adapter` and PEFT find the weights the adapter was trained on. base is what an adapter
@@ -289,7 +289,11 @@ func (r *Recipe) LoadModel(ctx context.Context, b compute.Backend, log *slog.Log
 		return nil, "", fmt.Errorf("%s: model_name_or_path: %w", r.Path, err)
 	}
 	scratch := !model.HasWeights(dir)
-	opts := PretrainedOptions{Backend: b, FromScratch: true, Seed: uint64(r.Training.Seed), Logger: log}
+	dtype, err := weightsDType(r.Model.Dtype, dir)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", r.Path, err)
+	}
+	opts := PretrainedOptions{Backend: b, DType: dtype, FromScratch: true, Seed: uint64(r.Training.Seed), Logger: log}
 	if scratch && r.resumes() {
 		opts.Logger = orDiscard(nil) // the checkpoint's weights replace the random ones: nothing to warn about
 	}
@@ -297,6 +301,10 @@ func (r *Recipe) LoadModel(ctx context.Context, b compute.Backend, log *slog.Log
 		return nil, "", fmt.Errorf("%s: %w", r.Path, err)
 	}
 	m.Decoder.GradientCheckpointing = r.Training.GradientCheckpointing
+	if err := setPrecision(m, r, log); err != nil {
+		m.Finalize()
+		return nil, "", err
+	}
 	if err := familyRules(r, m, log); err != nil {
 		m.Finalize()
 		return nil, "", err
@@ -501,9 +509,6 @@ func (r *Recipe) TrainArgs(trainRows int, p train.Placement, log *slog.Logger) (
 	opt, err := r.Optimizer(log)
 	if err != nil {
 		return train.Args{}, err
-	}
-	if tc.BF16 || tc.FP16 {
-		log.Warn("bf16/fp16 requested: weights and compute stay float32 on CPU backends")
 	}
 	rows, err := train.BatchRows(p, tc.PerDeviceTrainBatchSize)
 	if err != nil {

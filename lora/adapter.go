@@ -90,25 +90,34 @@ func newAdapter(m *model.Model, cfg Config) (*Adapter, error) {
 	if m == nil || m.Decoder == nil {
 		return nil, fmt.Errorf("lora: no model")
 	}
-	cfg, err := cfg.forModel(m.Config)
+	a, err := adapterFor(m.Config, m.Weights.Names(), m.Decoder.Linear, cfg)
 	if err != nil {
 		return nil, err
 	}
-	targets, err := cfg.resolve(m.Config)
+	a.model = m
+	return a, nil
+}
+
+// adapterFor resolves cfg's targets on a model of mc with the given weight names, wrapping base.
+func adapterFor(mc *model.Config, weightNames []string, base model.Linear, cfg Config) (*Adapter, error) {
+	cfg, err := cfg.forModel(mc)
 	if err != nil {
 		return nil, err
 	}
-	saved, err := cfg.savedModules(m.Weights)
+	targets, err := cfg.resolve(mc)
 	if err != nil {
 		return nil, err
 	}
-	for _, n := range m.Weights.Names() {
+	saved, err := cfg.savedModules(weightNames)
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range weightNames {
 		if isAdapterWeight(n) {
 			return nil, fmt.Errorf("lora: the model already has adapter weight %s", n)
 		}
 	}
-	a := &Adapter{Config: cfg, Saved: saved, model: m, base: m.Decoder.Linear,
-		targets: map[string]*target{}, scale: cfg.Scale()}
+	a := &Adapter{Config: cfg, Saved: saved, base: base, targets: map[string]*target{}, scale: cfg.Scale()}
 	for _, t := range targets {
 		a.targets[t.name] = t
 		if t.param == nil {

@@ -180,11 +180,11 @@ func (c Config) Targets(cfg *model.Config) ([]string, error) {
 }
 
 // savedModules returns the weights ModulesToSave selects (module suffix match on weight names).
-func (c Config) savedModules(w model.Weights) ([]string, error) {
+func (c Config) savedModules(weightNames []string) ([]string, error) {
 	var out []string
 	for _, key := range c.ModulesToSave {
 		found := false
-		for _, n := range w.Names() {
+		for _, n := range weightNames {
 			if isAdapterWeight(n) {
 				continue
 			}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/gomlx/compute/dtypes"
+	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads better unqualified
 	"github.com/gomlx/gomlx/core/tensors"
 
@@ -354,11 +355,10 @@ func dequantizeGraph(packed, absmax, scale, offset *Node) *Node {
 		amIdx := Reshape(ConvertDType(am, dtypes.Int32), -1, 1)
 		decoded := Gather(Const(g, code[:]), amIdx) // [blocks]
 		blocks := decoded.Shape().Dim(0)
-		perBlock := make([]int32, blocks)
-		for i := range perBlock {
-			perBlock[i] = int32(i / NF4StatsBlockSize)
-		}
-		sc := Gather(StopGradient(scale), Reshape(Const(g, perBlock), -1, 1))
+		// Block i's scale is scale[i/NF4StatsBlockSize], indexed by an Iota rather than a
+		// constant table, which for a 7B model's layer would embed ~1 MB per module in the program.
+		perBlock := DivScalar(Iota(g, shapes.Make(dtypes.Int32, blocks, 1), 0), NF4StatsBlockSize)
+		sc := Gather(StopGradient(scale), perBlock)
 		am = Add(Mul(decoded, sc), StopGradient(offset))
 	}
 	blocks := am.Shape().Dim(0)

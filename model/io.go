@@ -148,7 +148,7 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 		return fmt.Errorf("save model %s: %w", dir, err)
 	}
 	cfg := *m.Config
-	cfg.TorchDType = strings.ToLower(map[dtypes.DType]string{dtypes.Float32: "float32", dtypes.BFloat16: "bfloat16"}[outDType])
+	cfg.TorchDType = DTypeName(outDType)
 	if cfg.DType != "" {
 		cfg.DType = cfg.TorchDType
 	}
@@ -165,6 +165,20 @@ func (m *Model) Save(dir string, opts SaveOptions) error {
 		}
 	}
 	return nil
+}
+
+// DTypeName is a dtype's torch name ("float32", "bfloat16", …), as config.json's torch_dtype
+// spells it.
+func DTypeName(dt dtypes.DType) string {
+	switch dt {
+	case dtypes.Float32:
+		return "float32"
+	case dtypes.BFloat16:
+		return "bfloat16"
+	case dtypes.Float16:
+		return "float16"
+	}
+	return strings.ToLower(dt.String())
 }
 
 // weightSource streams one weight into a safetensors writer in the wanted dtype.

@@ -173,13 +173,19 @@ func (b *batches) Batch(epoch, index int) (map[string]*tensors.Tensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]*tensors.Tensor{
+	out := map[string]*tensors.Tensor{
 		"input_ids":      rows(batch.InputIDs),
 		"labels":         rows(batch.Labels),
 		"attention_mask": rows(batch.AttentionMask),
 		"position_ids":   rows(batch.PositionIDs),
-		"segment_ids":    rows(batch.SegmentIDs),
-	}, nil
+	}
+	// Only padding-free rows (packing implies it) hold several sequences. Otherwise the attention
+	// mask says all the segments would, and without them a fused attention kernel (causal plus
+	// padding) can run; the loss and gradients are the same (padded positions get no gradient).
+	if b.collate.PaddingFree {
+		out["segment_ids"] = rows(batch.SegmentIDs)
+	}
+	return out, nil
 }
 
 func rows(r [][]int32) *tensors.Tensor {

@@ -3,8 +3,10 @@ package train
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -159,7 +161,7 @@ func (e *Engine) graph(key string, fn func(c *compiled) func([]*Node) []*Node) (
 // inputs are the trainable weights, the frozen weights, the gradients accumulated so far (unless
 // first) and the batch's inputs in names order. It returns the objective's loss sum, units and
 // metric sums, and the float32 gradients of the sum added to the accumulated ones.
-func microStep(m *model.Model, obj Objective, adapter Adapter, seed uint64, trainableNames, frozenNames, names []string, first bool,
+func microStep(decoder *model.Decoder, obj Objective, adapter Adapter, seed uint64, trainableNames, frozenNames, names []string, first bool,
 	inputs []*Node) (sum, count *Node, metrics map[string]*Node, grads []*Node) {
 	nt, nf := len(trainableNames), len(frozenNames)
 	trainable, frozen, rest := inputs[:nt], inputs[nt:nt+nf], inputs[nt+nf:]
@@ -175,7 +177,7 @@ func microStep(m *model.Model, obj Objective, adapter Adapter, seed uint64, trai
 	for i, n := range names {
 		b[n] = rest[i]
 	}
-	dec := *m.Decoder
+	dec := *decoder
 	dec.FastGradients = true // a training graph: hand-written gradients on the Go backend
 	training := &dec
 	if adapter != nil {
@@ -573,26 +575,21 @@ func inputTokens(batch map[string]*tensors.Tensor) (float64, error) {
 	return float64(ids.Shape().Size()), nil
 }
 
-// batchNames returns a batch's input names, sorted: the order graphs receive them.
-func batchNames(batch map[string]*tensors.Tensor) []string {
-	names := make([]string, 0, len(batch))
-	for n := range batch {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+// sortedNames returns a map's keys, sorted: the order graphs receive batch inputs and weights.
+func sortedNames[V any](m map[string]V) []string {
+	return slices.Sorted(maps.Keys(m))
 }
 
 // runMicro computes one micro-batch's loss sum, units, metric sums and the gradients of the loss
 // sum added to grads (nil: the first micro-batch).
 func (e *Engine) runMicro(batch map[string]*tensors.Tensor, grads []*tensors.Tensor) ([]*tensors.Tensor, []string, error) {
-	inputNames := batchNames(batch)
+	inputNames := sortedNames(batch)
 	first := grads == nil
 	nt, nf := len(e.trainable), len(e.frozen)
 	key := fmt.Sprintf("micro first=%v %s", first, strings.Join(inputNames, ","))
 	c, err := e.graph(key, func(c *compiled) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {
-			sum, count, metrics, g := microStep(e.Model, e.Objective, e.adapter(), e.Args.Seed, e.trainable, e.frozen, inputNames, first, inputs)
+			sum, count, metrics, g := microStep(e.Model.Decoder, e.Objective, e.adapter(), e.Args.Seed, e.trainable, e.frozen, inputNames, first, inputs)
 			outs := lossOutputs(c, sum, count, metrics)
 			return append(outs, g...)
 		}
@@ -742,7 +739,7 @@ func (e *Engine) Evaluate(ctx context.Context, eval Batches) (map[string]float64
 }
 
 func (e *Engine) runEval(batch map[string]*tensors.Tensor) ([]*tensors.Tensor, []string, error) {
-	inputNames := batchNames(batch)
+	inputNames := sortedNames(batch)
 	all := e.Model.Weights.Names()
 	c, err := e.graph("eval "+strings.Join(inputNames, ","), func(c *compiled) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {

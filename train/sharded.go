@@ -256,6 +256,15 @@ func (s *ShardedStep) Step(ctx context.Context, micro []map[string]*tensors.Tens
 	return res, nil
 }
 
+// layout is the step's weights as names and shapes.
+func (s *ShardedStep) layout() weightLayout {
+	l := weightLayout{trainable: s.trainable, frozen: s.frozen, shapes: map[string]shapes.Shape{}}
+	for n, w := range s.Model.Weights {
+		l.shapes[n] = w.Shape()
+	}
+	return l
+}
+
 // exec compiles fn once per key on the mesh with the given input and output specs.
 func (s *ShardedStep) exec(key string, in, out []*distributed.ShardingSpec, fn func(c *shardedExec) func([]*Node) []*Node) (*shardedExec, error) {
 	if c, ok := s.execs[key]; ok {
@@ -315,44 +324,27 @@ func (s *ShardedStep) call(c *shardedExec, perDevice func(d int) ([]any, error))
 // runMicro adds one micro-batch's gradients to s.grads and returns [loss sum, units, metric sums…]
 // with the metric names.
 func (s *ShardedStep) runMicro(batch map[string]*tensors.Tensor) ([]float32, []string, error) {
-	names := batchNames(batch)
+	names := sortedNames(batch)
 	nt := len(s.trainable)
 	first := s.grads == nil
-	var in []*distributed.ShardingSpec
-	for _, n := range s.trainable {
-		in = append(in, s.Placement.ParamSpec(s.Model.Weights[n].Shape()))
+	batchShapes := make([]shapes.Shape, len(names))
+	for i, n := range names {
+		batchShapes[i] = batch[n].Shape()
 	}
-	for _, n := range s.frozen {
-		in = append(in, s.Placement.ParamSpec(s.Model.Weights[n].Shape()))
-	}
-	var gradSpecs []*distributed.ShardingSpec
-	for _, n := range s.trainable {
-		gradSpecs = append(gradSpecs, s.Placement.GradSpec(shapes.Make(dtypes.Float32, s.Model.Weights[n].Shape().Dimensions...)))
-	}
-	if !first {
-		in = append(in, gradSpecs...)
+	in, out, err := microSpecs(s.Placement, s.layout(), batchShapes, first)
+	if err != nil {
+		return nil, nil, err
 	}
 	batchShards := make([][]*tensors.Tensor, len(names))
-	for _, n := range names {
-		if shape := batch[n].Shape(); shape.Rank() == 0 || shape.Dim(0)%s.devices != 0 {
-			return nil, nil, fmt.Errorf("batch input %s of shape %s: its first (batch) axis must be a multiple of the %d devices so every device gets the same rows",
-				n, shape, s.devices)
-		}
-	}
 	for i, n := range names {
-		spec := s.Placement.BatchSpec(batch[n].Shape())
-		in = append(in, spec)
-		var err error
-		if batchShards[i], err = s.shard(spec, batch[n]); err != nil {
+		if batchShards[i], err = s.shard(in[len(in)-len(names)+i], batch[n]); err != nil {
 			return nil, nil, fmt.Errorf("batch input %s: %w", n, err)
 		}
 	}
 	key := fmt.Sprintf("micro first=%v %s", first, strings.Join(names, ","))
-	// Outputs: one replicated vector [loss sum, units, metric sums…] (its length is known only once
-	// the objective has named its metrics), then the gradients.
-	c, err := s.exec(key, in, append([]*distributed.ShardingSpec{nil}, gradSpecs...), func(c *shardedExec) func([]*Node) []*Node {
+	c, err := s.exec(key, in, out, func(c *shardedExec) func([]*Node) []*Node {
 		return func(inputs []*Node) []*Node {
-			sum, count, metrics, g := microStep(s.Model, s.Objective, s.Adapter, s.Seed, s.trainable, s.frozen, names, first, inputs)
+			sum, count, metrics, g := microStep(s.Model.Decoder, s.Objective, s.Adapter, s.Seed, s.trainable, s.frozen, names, first, inputs)
 			lc := &compiled{}
 			scalars := Stack(lossOutputs(lc, sum, count, metrics), 0)
 			c.metricNames = lc.metricNames
@@ -406,14 +398,9 @@ func (s *ShardedStep) apply(step int, lr, units float64) (float64, error) {
 	opt, maxNorm := s.Optimizer, s.MaxGradNorm
 	ns := len(opt.StateNames())
 	backend := s.Model.Backend()
-	f32 := func(i int) shapes.Shape {
-		return shapes.Make(dtypes.Float32, s.Model.Weights[s.trainable[i]].Shape().Dimensions...)
-	}
-	var gSpecs []*distributed.ShardingSpec
-	for i := range s.trainable {
-		gSpecs = append(gSpecs, s.Placement.GradSpec(f32(i)))
-	}
-	normC, err := s.exec("grad_norm", append(gSpecs, nil), []*distributed.ShardingSpec{nil, nil}, func(*shardedExec) func([]*Node) []*Node {
+	l := s.layout()
+	normIn, normOutSpecs := normSpecs(s.Placement, l)
+	normC, err := s.exec("grad_norm", normIn, normOutSpecs, func(*shardedExec) func([]*Node) []*Node {
 		return gradNormGraph(maxNorm, len(s.trainable))
 	})
 	if err != nil {
@@ -435,30 +422,8 @@ func (s *ShardedStep) apply(step int, lr, units float64) (float64, error) {
 		hasMaster[i] = s.masters[i] != nil
 	}
 	for _, grp := range updateGroups(s.trainable, hasMaster) {
-		names, working := make([]string, len(grp.members)), make([]dtypes.DType, len(grp.members))
-		var pSpecs, gs, copySpecs, sSpecs []*distributed.ShardingSpec
-		for j, i := range grp.members {
-			names[j] = s.trainable[i]
-			w := s.Model.Weights[names[j]]
-			if s.masters[i] != nil {
-				working[j] = w.DType()
-				pSpecs = append(pSpecs, s.Placement.StateSpec(f32(i)))
-				copySpecs = append(copySpecs, s.Placement.ParamSpec(w.Shape()))
-			} else {
-				pSpecs = append(pSpecs, s.Placement.ParamSpec(w.Shape()))
-			}
-			gs = append(gs, gSpecs[i])
-			for range ns {
-				sSpecs = append(sSpecs, s.Placement.StateSpec(f32(i)))
-			}
-		}
-		in := append(append(append(append([]*distributed.ShardingSpec{}, pSpecs...), gs...), sSpecs...), nil, nil, nil, nil)
-		out := append(append(append([]*distributed.ShardingSpec{}, pSpecs...), copySpecs...), sSpecs...)
-		// The specs depend on the shapes, so groups share a compiled graph only with equal shapes.
-		key := "update " + grp.key
-		for _, i := range grp.members {
-			key += fmt.Sprint(s.Model.Weights[s.trainable[i]].Shape().Dimensions)
-		}
+		names, working := l.groupMembers(grp)
+		in, out, key := updateSpecs(s.Placement, l, grp, ns)
 		c, err := s.exec(key, in, out, func(*shardedExec) func([]*Node) []*Node {
 			return updateGraph(opt, names, working, maxNorm > 0)
 		})

@@ -2,7 +2,7 @@ package zero_test
 
 import (
 	"fmt"
-	"handbook/zero"
+	"handbook/backend"
 	"os"
 	"strconv"
 	"strings"
@@ -28,7 +28,7 @@ func xlaConfig() (string, bool) {
 	if cfg := os.Getenv("GOMLX_BACKEND"); strings.HasPrefix(cfg, "xla") {
 		return cfg, true
 	}
-	path, ok := zero.XLACPUPlugin()
+	path, ok := backend.XLACPUPlugin()
 	return "xla:" + path, ok
 }
 

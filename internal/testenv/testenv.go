@@ -7,14 +7,14 @@ import (
 	"os"
 	"testing"
 
-	"handbook/zero"
+	"handbook/backend"
 )
 
 // XLACPUPlugin returns the XLA CPU plugin's path. Without it the test fails when CI=true (CI
 // installs it) and is skipped otherwise, saying how to install it.
 func XLACPUPlugin(t testing.TB) string {
 	t.Helper()
-	path, ok := zero.XLACPUPlugin()
+	path, ok := backend.XLACPUPlugin()
 	if !ok {
 		msg := "XLA CPU PJRT plugin not found; install it with tools/install-xla-cpu.sh (or set HANDBOOK_XLA_CPU_PLUGIN)"
 		if os.Getenv("CI") == "true" {
