@@ -73,9 +73,9 @@ func halves(x *Node) (chosen, rejected *Node) {
 	return SliceAxis(x, 0, AxisRange(0, n)), SliceAxis(x, 0, AxisRange(n, 2*n))
 }
 
-// referenceLogps scores the batch with dec on params under StopGradient: summed completion
+// ReferenceLogps scores the batch with dec on params under StopGradient: summed completion
 // log-probs of every row [2n].
-func referenceLogps(dec *model.Decoder, p model.Params, batch map[string]*Node) *Node {
+func ReferenceLogps(dec *model.Decoder, p model.Params, batch map[string]*Node) *Node {
 	frozen := make(model.Params, len(p))
 	for k, v := range p {
 		frozen[k] = StopGradient(v)
@@ -105,7 +105,7 @@ func (o Objective) Loss(dec *model.Decoder, p model.Params, batch map[string]*No
 		if o.Reference == nil {
 			exceptions.Panicf("dpo: the batch has no %s/%s and the objective no Reference decoder", RefChosenLogps, RefRejectedLogps)
 		}
-		refChosen, refRejected = halves(referenceLogps(o.Reference, p, batch))
+		refChosen, refRejected = halves(ReferenceLogps(o.Reference, p, batch))
 	}
 	// Completion lengths count completion_mask (labels not ignored, unshifted), as TRL's IPO does.
 	completion := ConvertDType(NotEqual(ConvertDType(batch["labels"], dtypes.Int32), Scalar(g, dtypes.Int32, model.IgnoreIndex)), dt)

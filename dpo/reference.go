@@ -34,7 +34,7 @@ func newScorer(m *model.Model, dec *model.Decoder) (*scorer, error) {
 	exec, err := NewExec(m.Backend(), func(inputs []*Node) []*Node {
 		p := model.ParamsFromNodes(s.names, inputs[:nw])
 		b := map[string]*Node{"input_ids": inputs[nw], "attention_mask": inputs[nw+1], "labels": inputs[nw+2]}
-		return []*Node{referenceLogps(s.dec, p, b)}
+		return []*Node{ReferenceLogps(s.dec, p, b)}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reference scorer: %w", err)

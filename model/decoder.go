@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"strings"
 
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
@@ -45,6 +46,13 @@ type Decoder struct {
 	Attention AttentionImplementation
 	// Logger, when set, receives one line per reason the fused attention falls back to eager.
 	Logger *slog.Logger
+	// NativeAccumulation makes 16-bit matrix products accumulate in their operands' dtype in the
+	// graph instead of asking for float32 accumulation (GoMLX's default). GPU GEMMs accumulate
+	// bf16/f16 products in float32 either way; XLA's CPU compiler implements the float32 request
+	// by copying every 16-bit operand — weights included — to float32, copies that its CSE then
+	// keeps alive from the forward to the backward pass. memory.Measure sets it to compile a
+	// GPU-shaped step on CPU; training on CPU with it accumulates in 16 bits.
+	NativeAccumulation bool
 }
 
 // Batch is the graph input of one forward pass. Only InputIDs is required.
@@ -148,7 +156,7 @@ func (d *Decoder) Head(p Params, hidden *Node) *Node {
 		if d.fastGradients(hidden) {
 			return ConvertDType(denseLayoutAware(hidden, w), dtypes.Float32)
 		}
-		return ConvertDType(DotGeneral(hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil), dtypes.Float32)
+		return ConvertDType(matmul(hidden, []int{hidden.Rank() - 1}, nil, w, []int{1}, nil), dtypes.Float32)
 	}
 	return ConvertDType(d.linear(d.fastGradients(hidden)).Apply(p, "lm_head", hidden), dtypes.Float32)
 }
@@ -193,6 +201,9 @@ func (d *Decoder) newAttentionContext(positions, queryIdx, keyIdx, keyValid, seg
 }
 
 func (d *Decoder) run(p Params, ids *Node, ctx *attentionContext) *Node {
+	if d.NativeAccumulation {
+		ids.Graph().AttachState(nativeAccumulationKey{}, true)
+	}
 	cfg := d.Config
 	emb := p["model.embed_tokens.weight"]
 	if emb == nil {
@@ -217,6 +228,9 @@ func (d *Decoder) run(p Params, ids *Node, ctx *attentionContext) *Node {
 
 func (d *Decoder) layer(p Params, i int, x *Node, ctx *attentionContext) *Node {
 	prefix := fmt.Sprintf("model.layers.%d.", i)
+	if d.GradientCheckpointing {
+		p = tieToInput(p, prefix, x)
+	}
 	h := d.norm(p, prefix+"input_layernorm", x)
 	// Under Autocast the blocks return bf16; torch's residual add promotes to the stream's dtype.
 	x = Add(x, ConvertDType(d.attention(p, i, prefix+"self_attn", h, ctx), x.DType()))
@@ -242,6 +256,24 @@ func (d *Decoder) feedForward(p Params, prefix string, x *Node, ctx *attentionCo
 		return d.sparseMoE(p, prefix+moeModule, x, ctx)
 	}
 	return d.mlp(p, prefix+"mlp", x, ctx)
+}
+
+// tieToInput returns p with the weights named prefix* passed through a scheduling barrier that
+// depends on the layer's checkpointed input x. GoMLX's gradient checkpointing recomputes in the
+// backward pass only what depends on a checkpoint; values derived from the weights alone — a
+// ZeRO-3 all-gather of a sharded weight, an NF4 weight's dequantization, a 16-bit weight's float32
+// copy on XLA's CPU — would otherwise be computed once and kept from the forward to the backward
+// pass for every layer at once (measured: 7B QLoRA, 40 GiB of temporaries instead of ~3). Tied to
+// x, they are recomputed per layer like the activations.
+func tieToInput(p Params, prefix string, x *Node) Params {
+	tied := make(Params, len(p))
+	for n, w := range p {
+		if strings.HasPrefix(n, prefix) {
+			w = SchedulingBarrier(w, x)
+		}
+		tied[n] = w
+	}
+	return tied
 }
 
 func (d *Decoder) mlp(p Params, module string, x *Node, ctx *attentionContext) *Node {
@@ -327,14 +359,14 @@ func attentionCore(qg, k, v, mask *Node, scale float64, heads int) *Node {
 func attentionForward(qg, k, v, mask *Node, scale float64, heads int) (out, probs *Node) {
 	batch, kvHeads, gs := qg.Shape().Dim(0), qg.Shape().Dim(1), qg.Shape().Dim(2)
 	seq, keys := gs*kvHeads/heads, k.Shape().Dim(2)
-	scores := DotGeneral(qg, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [b, kv, group*seq, keys]
+	scores := matmul(qg, []int{3}, []int{0, 1}, k, []int{3}, []int{0, 1}) // [b, kv, group*seq, keys]
 	scores = Reshape(scores, batch, heads, seq, keys)
 	scores = MulScalar(scores, scale)
 	scores = ConvertDType(scores, dtypes.Float32)
 	scores = Where(BroadcastToDims(mask, batch, heads, seq, keys), scores,
 		BroadcastToDims(Scalar(qg.Graph(), dtypes.Float32, -math.MaxFloat32), batch, heads, seq, keys))
 	probs = Reshape(ConvertDType(Softmax(scores, -1), qg.DType()), batch, kvHeads, gs, keys)
-	out = DotGeneral(probs, []int{3}, []int{0, 1}, v, []int{2}, []int{0, 1}) // [b, kv, group*seq, hd]
+	out = matmul(probs, []int{3}, []int{0, 1}, v, []int{2}, []int{0, 1}) // [b, kv, group*seq, hd]
 	return out, probs
 }
 

@@ -38,12 +38,24 @@ func (d Dense) Apply(p Params, module string, x *Node) *Node {
 	if d.fastGradient && useLayoutAwareGradients(x) && w.Rank() == 2 && x.Rank() >= 2 {
 		y = denseLayoutAware(x, w)
 	} else {
-		y = DotGeneral(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
+		y = matmul(x, []int{x.Rank() - 1}, nil, w, []int{1}, nil)
 	}
 	if b := p[module+".bias"]; b != nil {
 		y = Add(y, ExpandLeftToRank(ConvertDType(b, y.DType()), y.Rank()))
 	}
 	return y
+}
+
+// nativeAccumulationKey marks a graph built with Decoder.NativeAccumulation.
+type nativeAccumulationKey struct{}
+
+// matmul is DotGeneral for the decoder's products: 16-bit operands accumulate in their own dtype
+// in graphs built with Decoder.NativeAccumulation, in float32 otherwise (GoMLX's default).
+func matmul(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node, rhsContracting, rhsBatch []int) *Node {
+	if on, _ := lhs.Graph().State(nativeAccumulationKey{}).(bool); on && lhs.DType().IsHalfPrecision() {
+		return Dot(lhs, rhs).WithAccumulatorDType(lhs.DType()).General(lhsContracting, lhsBatch, rhsContracting, rhsBatch)
+	}
+	return DotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
 }
 
 // useLayoutAwareGradients says whether x's graph runs on the Go backend, whose kernels the

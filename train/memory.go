@@ -282,3 +282,14 @@ func (onDevice) ParamSpec(shapes.Shape) *distributed.ShardingSpec { return nil }
 func (onDevice) GradSpec(shapes.Shape) *distributed.ShardingSpec  { return nil }
 func (onDevice) StateSpec(shapes.Shape) *distributed.ShardingSpec { return nil }
 func (onDevice) BatchSpec(shapes.Shape) *distributed.ShardingSpec { return nil }
+
+// CompileGraphMemory compiles fn on one device of b from its input shapes alone and returns XLA's
+// accounting of it (for graphs a trainer runs beside the step, such as DPO's reference scorer).
+func CompileGraphMemory(b compute.Backend, name string, inputs []shapes.Shape, fn func([]*Node) []*Node) (GraphMemory, error) {
+	m, err := memoryCompiler{b: b, placement: onDevice{}, devices: 1}.compile(name, nil, nil, inputs, fn)
+	if err != nil {
+		return GraphMemory{}, err
+	}
+	m.Peak = m.CompiledMemory.Peak()
+	return m, nil
+}

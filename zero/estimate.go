@@ -20,19 +20,39 @@ type Precision struct {
 // (K = 12 bytes).
 var MixedPrecisionAdam = Precision{ParamBytes: 2, GradBytes: 2, OptimizerBytes: 12}
 
+// TrainingPrecision is what train.Engine keeps per trainable parameter stored in weightBytes
+// bytes with AdamW: the stored (working) copy, a float32 gradient (gradients are accumulated,
+// reduced and clipped in float32), the two float32 moments, and for a 16-bit weight its float32
+// master — 2 + 4 + 12 = 18 bytes for bf16, 4 + 4 + 8 = 16 for float32. (The ZeRO paper's 16 counts
+// 16-bit gradients; DeepSpeed's bf16 optimizer also keeps a float32 gradient partition.)
+func TrainingPrecision(weightBytes float64) Precision {
+	p := Precision{ParamBytes: weightBytes, GradBytes: 4, OptimizerBytes: 8}
+	if weightBytes < 4 {
+		p.OptimizerBytes += 4
+	}
+	return p
+}
+
+// AdapterPrecision is a LoRA adapter parameter's: float32 weights (PEFT's autocast_adapter_dtype)
+// are their own master.
+var AdapterPrecision = TrainingPrecision(4)
+
 // Memory is a per-device memory estimate in bytes.
 type Memory struct {
 	Parameters  int64 `json:"parameters_bytes"`
 	Gradients   int64 `json:"gradients_bytes"`
 	Optimizer   int64 `json:"optimizer_bytes"`
 	Activations int64 `json:"activations_bytes"`
+	// Reference is DPO's frozen reference copy on this device (full fine-tuning; see
+	// EstimateOptions.DPO).
+	Reference int64 `json:"reference_bytes"`
 }
 
 // ModelStates is parameters + gradients + optimizer state: what ZeRO partitions.
 func (m Memory) ModelStates() int64 { return m.Parameters + m.Gradients + m.Optimizer }
 
-// Total adds the activations.
-func (m Memory) Total() int64 { return m.ModelStates() + m.Activations }
+// Total adds the activations and the reference copy: the step's peak.
+func (m Memory) Total() int64 { return m.ModelStates() + m.Activations + m.Reference }
 
 // ModelStates is the ZeRO paper's per-device model-state memory for numParams trainable parameters
 // over devices devices: stage 0 keeps everything on every device, stage 1 partitions the optimizer
@@ -71,14 +91,28 @@ type LoRA struct {
 type EstimateOptions struct {
 	Stage   Stage
 	Devices int
-	// Precision of trainable parameters; the zero value means MixedPrecisionAdam.
+	// WeightBytes is a weight's storage size: 2 for bf16 (the recipe's dtype: bfloat16; the
+	// default) or 4 for float32.
+	WeightBytes float64
+	// Autocast is bf16: true: matrix products and the activations they produce are 16-bit even
+	// over float32 weights.
+	Autocast bool
+	// Precision of trainable parameters; the zero value means TrainingPrecision(WeightBytes)
+	// (AdapterPrecision for a LoRA adapter).
 	Precision Precision
-	// FrozenBytes per frozen (non-adapter) parameter; 0 means 2 (bf16).
+	// FrozenBytes per frozen (non-adapter) parameter; 0 means WeightBytes.
 	FrozenBytes float64
 	LoRA        *LoRA
-	// Seq and Batch (rows per device per micro-batch) size the activations; 0 skips them.
+	// Seq and Batch (rows per device per micro-batch; DPO: pairs) size the activations; 0 skips them.
 	Seq, Batch            int
 	GradientCheckpointing bool
+	// DPO: each pair is two rows, and a full fine-tune keeps a frozen reference copy. dpo.Trainer
+	// holds that copy whole on the first device and scores every step's global batch with it
+	// there, so with several devices the first one carries it (Memory.Reference).
+	DPO bool
+	// GradientAccumulation > 1 keeps a second set of float32 gradients while a micro-batch's are
+	// added to the running sums (no input/output aliasing on XLA).
+	GradientAccumulation int
 }
 
 // Counts are the parameter counts behind an estimate.
@@ -87,15 +121,11 @@ type Counts struct {
 }
 
 // Estimate returns the per-device memory of training a model with the options, and the parameter
-// counts it used.
-//
-// Activations follow Korthikanti et al. 2022 ("Reducing Activation Recomputation in Large
-// Transformer Models", eq. 1, 16-bit activations, no sequence parallelism): s·b·h·(34 + 5·a·s/h)
-// bytes per layer (the MLP's 19 of the 34 once per routed expert for a mixture of experts), plus
-// the logits (s·b·V, in 16 bits and again in fp32 for the loss). With
-// gradient checkpointing only each layer's input (2·s·b·h bytes) is kept, plus one layer's full
-// activations while it is recomputed. It is an estimate of the order of magnitude: kernels such as
-// flash attention remove the a·s² term.
+// counts it used: the model states train.Engine keeps (TrainingPrecision, partitioned by the ZeRO
+// stage), the activations (see activations; fused attention kernels remove its a·s² term), and
+// DPO's reference copy. It describes this library's training step, as XLA compiles it on one
+// device; docs/PERFORMANCE.md compares it with XLA's accounting for the seed's configurations,
+// including where a sharded or quantized step needs more than it says.
 func Estimate(cfg *model.Config, opts EstimateOptions) (Memory, Counts, error) {
 	st := Strategy{Stage: opts.Stage, Devices: opts.Devices}
 	if err := st.Validate(); err != nil {
@@ -104,13 +134,20 @@ func Estimate(cfg *model.Config, opts EstimateOptions) (Memory, Counts, error) {
 	if cfg == nil {
 		return Memory{}, Counts{}, fmt.Errorf("zero: estimate needs a model config")
 	}
+	wb := opts.WeightBytes
+	if wb == 0 {
+		wb = 2
+	}
 	prec := opts.Precision
 	if prec == (Precision{}) {
-		prec = MixedPrecisionAdam
+		prec = TrainingPrecision(wb)
+		if opts.LoRA != nil {
+			prec = AdapterPrecision
+		}
 	}
 	frozenBytes := opts.FrozenBytes
 	if frozenBytes == 0 {
-		frozenBytes = 2
+		frozenBytes = wb
 	}
 	var c Counts
 	for _, p := range cfg.ParamSpecs() {
@@ -143,7 +180,19 @@ func Estimate(cfg *model.Config, opts EstimateOptions) (Memory, Counts, error) {
 		frozen /= float64(opts.Devices)
 	}
 	m.Parameters += int64(frozen)
-	act := activations(cfg, opts)
+	if opts.GradientAccumulation > 1 {
+		m.Gradients *= 2
+	}
+	act := activations(cfg, opts, wb)
+	if opts.DPO && opts.LoRA == nil {
+		m.Reference = int64(float64(c.Total) * wb)
+		if opts.Devices > 1 && opts.Seq > 0 && opts.Batch > 0 {
+			// The first device scores the global batch with the reference: about 6.5 bytes per
+			// logit (float32 logits, their log-softmax and gather), measured with XLA.
+			rows := 2 * float64(opts.Batch) * float64(opts.Devices)
+			act = max(act, 6.5*rows*float64(opts.Seq)*float64(cfg.VocabSize))
+		}
+	}
 	if act >= math.MaxInt64 {
 		return Memory{}, Counts{}, fmt.Errorf("zero: activations of %d × %d tokens overflow the estimate (%.3g bytes)", opts.Batch, opts.Seq, act)
 	}
@@ -199,22 +248,40 @@ func adaptedWholeWeights(cfg *model.Config, l *LoRA) int64 {
 	return n
 }
 
-func activations(cfg *model.Config, opts EstimateOptions) float64 {
+// activations estimates the decoder's activation memory per device. The terms follow
+// Korthikanti et al. 2022 (eq. 1: s·b·h·34 bytes per layer in 16 bits, 19 of them the MLP's, once
+// per routed expert for a mixture of experts; plus the attention scores' a·s²·b term) adjusted to
+// this decoder as XLA compiles it: the softmax is float32 (16-bit scores, float32 scores and
+// probabilities, 16-bit probabilities: 12 bytes per score where the paper has 5), and the
+// causal-LM loss keeps 16-bit logits, float32 logits, log-probabilities and their gradient (16
+// bytes per logit where the paper has 6). With float32 weights and no autocast the layer terms
+// double. With gradient checkpointing each layer's input (s·b·h in the weights' dtype) stays and
+// one layer's activations are live while it is recomputed. Checked against XLA's compiled
+// accounting of the real step (memory.Measure; docs/PERFORMANCE.md): Mistral-7B shapes, one
+// device, batch 1–2 × 1k–2k tokens, within ±15%.
+func activations(cfg *model.Config, opts EstimateOptions, weightBytes float64) float64 {
 	if opts.Seq <= 0 || opts.Batch <= 0 {
 		return 0
 	}
-	s, b, h := float64(opts.Seq), float64(opts.Batch), float64(cfg.HiddenSize)
+	rows := float64(opts.Batch)
+	if opts.DPO {
+		rows *= 2
+	}
+	s, h := float64(opts.Seq), float64(cfg.HiddenSize)
 	a, layers := float64(cfg.NumAttentionHeads), float64(cfg.NumHiddenLayers)
-	// 34 = 15 (attention and norms) + 19 (the MLP); a routed MoE block keeps its MLP activations
-	// once per expert a token visits.
+	tokens := rows * s
+	width := 1.0 // 16-bit activations
+	if weightBytes >= 4 && !opts.Autocast {
+		width = 2
+	}
 	mlp := 19.0
 	if cfg.IsMoE() {
 		mlp *= float64(cfg.NumExpertsPerTok)
 	}
-	perLayer := s * b * h * (15 + mlp + 5*a*s/h)
-	logits := s * b * float64(cfg.VocabSize) * (2 + 4)
+	perLayer := width * ((15+mlp)*tokens*h + 12*a*rows*s*s)
+	logits := 16 * tokens * float64(cfg.VocabSize)
 	if opts.GradientCheckpointing {
-		return layers*2*s*b*h + perLayer + logits
+		return layers*tokens*h*weightBytes + perLayer + logits
 	}
 	return layers*perLayer + logits
 }

@@ -14,8 +14,9 @@ import (
 	"handbook/zero"
 )
 
-// Estimate the memory of full fine-tuning Mistral-7B with ZeRO-3 over 8 GPUs: (2+2+12)Ψ/8 bytes of
-// model states per device.
+// Estimate the memory of full fine-tuning Mistral-7B (bf16 weights) with ZeRO-3 over 8 GPUs:
+// (2+4+12)Ψ/8 bytes of model states per device — the bf16 copy, a float32 gradient, and the
+// float32 master and AdamW moments.
 func Example() {
 	cfg, err := model.LoadConfig("testdata/mistral7b_config.json")
 	if err != nil {
@@ -35,7 +36,7 @@ func Example() {
 	fmt.Println(s.Stage, s.Devices, len(warnings), err)
 	// Output:
 	// 7241732096 parameters
-	// parameters 1.81 GB, gradients 1.81 GB, optimizer 10.86 GB per device
+	// parameters 1.81 GB, gradients 3.62 GB, optimizer 10.86 GB per device
 	// 3 8 0 <nil>
 }
 

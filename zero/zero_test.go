@@ -101,6 +101,9 @@ func TestModelStatesMatchZeROPaper(t *testing.T) {
 // (h×h), k/v (h×1024), three MLP matrices (h×14336) and two norms, and the final norm.
 const mistral7B = 2*32000*4096 + 32*(2*4096*4096+2*4096*1024+3*4096*14336+2*4096) + 4096
 
+// TestEstimateMistral7B: train.Engine's model states for Mistral-7B on 8 devices with bf16 weights
+// — the bf16 working copy, a float32 gradient, and float32 master + AdamW moments (2 + 4 + 12 = 18
+// bytes per parameter) — partitioned per stage; with float32 weights 16 bytes (no master).
 func TestEstimateMistral7B(t *testing.T) {
 	cfg, err := model.LoadConfig("testdata/mistral7b_config.json")
 	require.NoError(t, err)
@@ -108,12 +111,16 @@ func TestEstimateMistral7B(t *testing.T) {
 		mem, counts, err := zero.Estimate(cfg, zero.EstimateOptions{Stage: stage, Devices: 8})
 		require.NoError(t, err)
 		assert.Equal(t, int64(mistral7B), counts.Total)
-		want := zero.ModelStates(stage, 8, mistral7B, zero.MixedPrecisionAdam)
+		want := zero.ModelStates(stage, 8, mistral7B, zero.TrainingPrecision(2))
 		assert.InEpsilon(t, want.ModelStates(), mem.ModelStates(), 0.01, "stage %d", stage)
 	}
 	mem, _, err := zero.Estimate(cfg, zero.EstimateOptions{Stage: zero.Stage3, Devices: 8})
 	require.NoError(t, err)
+	assert.InEpsilon(t, 18.0*mistral7B/8, float64(mem.ModelStates()), 0.01)
+	mem, _, err = zero.Estimate(cfg, zero.EstimateOptions{Stage: zero.Stage3, Devices: 8, WeightBytes: 4})
+	require.NoError(t, err)
 	assert.InEpsilon(t, 16.0*mistral7B/8, float64(mem.ModelStates()), 0.01)
+	assert.Equal(t, zero.Precision{ParamBytes: 2, GradBytes: 4, OptimizerBytes: 12}, zero.TrainingPrecision(2))
 }
 
 // TestEstimateLoRA7B: LoRA r=16 on every linear layer of Mistral-7B trains r·(in+out) parameters
