@@ -175,7 +175,6 @@ func Plan(c Config) (train.MemoryPlan, error) {
 	return plan, nil
 }
 
-
 // measureDType stands in for bf16 in Measure's compilations (see Measure).
 const measureDType = dtypes.Float16
 

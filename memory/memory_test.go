@@ -60,7 +60,9 @@ func TestEstimateAgainstXLA(t *testing.T) {
 	}{
 		{"lora", func(c *Config) { c.LoRA = adapter }, true},
 		{"full", func(c *Config) {}, true},
-		{"qlora", func(c *Config) { c.LoRA, c.QLoRA = adapter, &lora.QuantizeOptions{DoubleQuant: true, ComputeDType: dtypes.BFloat16} }, false},
+		{"qlora", func(c *Config) {
+			c.LoRA, c.QLoRA = adapter, &lora.QuantizeOptions{DoubleQuant: true, ComputeDType: dtypes.BFloat16}
+		}, false},
 		{"zero3", func(c *Config) { c.Stage, c.Devices = zero.Stage3, 4 }, false},
 		{"dpo", func(c *Config) { c.Task, c.Batch = DPO, 1 }, true},
 	}
