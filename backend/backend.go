@@ -63,7 +63,7 @@ func Choose() Selection {
 // fails to start, New falls back to the Go backend and says so in the returned Selection.
 func New() (compute.Backend, Selection, error) {
 	sel := Choose()
-	b, err := newWithConfig(sel.Config)
+	b, err := Open(sel.Config)
 	if err == nil {
 		return b, sel, nil
 	}
@@ -71,15 +71,16 @@ func New() (compute.Backend, Selection, error) {
 		return nil, sel, fmt.Errorf("backend %q from %s: %w", sel.Config, EnvVar, err)
 	}
 	fallback := Selection{Config: GoConfig, Reason: fmt.Sprintf("%s failed to start (%v); using the pure-Go backend", sel.Config, err)}
-	b, err = newWithConfig(fallback.Config)
+	b, err = Open(fallback.Config)
 	if err != nil {
 		return nil, fallback, fmt.Errorf("go backend: %w", err)
 	}
 	return b, fallback, nil
 }
 
-// newWithConfig turns GoMLX's panics on unknown backend names into errors.
-func newWithConfig(cfg string) (b compute.Backend, err error) {
+// Open creates the backend a GoMLX configuration string names ("go", "xla:cpu",
+// "xla:/path/plugin.so,preallocate=false", …), turning GoMLX's panics on unknown names into errors.
+func Open(cfg string) (b compute.Backend, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("creating backend %q: %v", cfg, r)

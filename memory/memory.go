@@ -8,6 +8,7 @@ import (
 	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
+	"github.com/gomlx/go-xla/compute/xla"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads better unqualified
 
 	"handbook/dpo"
@@ -56,6 +57,9 @@ type Measurement struct {
 	// first device for the run, and the graph that scores each global batch with them there.
 	ReferenceWeights int64
 	Reference        *train.GraphMemory
+	// ReferencePeak is the device's memory while the reference scores a batch: the policy's model
+	// states (its gradients are not alive yet) and the scoring graph's own peak.
+	ReferencePeak int64
 	// Peak is the device's largest memory over the step: the step's peak with the reference's
 	// weights alongside, or the scoring graph's with the policy's model states alongside.
 	Peak int64
@@ -71,13 +75,21 @@ type Measurement struct {
 // Decoder.NativeAccumulation; the CPU compiler then runs the f16 products natively provided its
 // change-op-data-type pass is off — UseGPUShapedXLAFlags, called before the process's first XLA
 // compilation (XLA reads XLA_FLAGS once).
+//
+// On a GPU backend (the XLA CUDA plugin) the step compiles as it would train: bf16 as bf16.
 func Measure(b compute.Backend, c Config) (Measurement, error) {
-	c = gpuShaped(c)
+	cpu := true
+	if x, ok := b.(*xla.Backend); ok {
+		cpu = x.IsCPU()
+	}
+	if cpu {
+		c = gpuShaped(c)
+	}
 	plan, err := Plan(c)
 	if err != nil {
 		return Measurement{}, err
 	}
-	plan.Decoder.NativeAccumulation = true
+	plan.Decoder.NativeAccumulation = cpu
 	step, err := train.CompileStepMemory(b, plan)
 	if err != nil {
 		return Measurement{}, err
@@ -114,8 +126,8 @@ func Measure(b compute.Backend, c Config) (Measurement, error) {
 		return Measurement{}, err
 	}
 	m.Reference = &ref
-	residentOutside := step.Weights + step.Masters + step.OptimizerState // the reference's weights are its arguments
-	m.Peak = max(step.Peak+m.ReferenceWeights, residentOutside+ref.Peak)
+	m.ReferencePeak = step.Weights + step.Masters + step.OptimizerState + ref.Peak // the reference's weights are its arguments
+	m.Peak = max(step.Peak+m.ReferenceWeights, m.ReferencePeak)
 	return m, nil
 }
 

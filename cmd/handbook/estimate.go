@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 
 	"handbook/backend"
@@ -37,6 +38,7 @@ func runEstimate(_ context.Context, args []string, stdout, stderr io.Writer) err
 	accumulation := fs.Int("gradient_accumulation_steps", 1, "micro-batches per optimizer step")
 	gpuMemory := fs.String("gpu_memory", "", `memory of one GPU, e.g. 24GiB, 80GB: say whether the run fits`)
 	xla := fs.Bool("xla", false, "also compile the real training step on the XLA CPU plugin (shapes only) and print XLA's accounting")
+	xlaBackend := fs.String("xla_backend", "", `with --xla: compile on this backend instead (e.g. "xla:/path/xla_cuda_plugin.so" on a GPU machine)`)
 	asJSON := fs.Bool("json", false, `print {"parameters_bytes":…,"gradients_bytes":…,"optimizer_bytes":…,"activations_bytes":…,"model_state_bytes_per_device":…,"reference_bytes":…,"total_bytes":…[,"gpu_memory_bytes":…,"fits":…][,"xla_peak_bytes":…]} as the last line`)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -92,7 +94,12 @@ func runEstimate(_ context.Context, args []string, stdout, stderr io.Writer) err
 		if err := memory.UseGPUShapedXLAFlags(); err != nil {
 			return err
 		}
-		b, err := backend.NewXLACPU(max(*devices, 1))
+		var b compute.Backend
+		if *xlaBackend != "" {
+			b, err = backend.Open(*xlaBackend)
+		} else {
+			b, err = backend.NewXLACPU(max(*devices, 1))
+		}
 		if err != nil {
 			return err
 		}
@@ -133,17 +140,22 @@ func runEstimate(_ context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		if r := measured.Reference; r != nil {
 			fmt.Fprintf(stdout, "  XLA %-28s arguments %.2f GiB, temporaries %.2f GiB: peak %.2f GiB with the policy's states\n",
-				r.Name, gib(r.Arguments), gib(r.Temporary), gib(measured.Peak))
+				r.Name, gib(r.Arguments), gib(r.Temporary), gib(measured.ReferencePeak))
 		}
 	}
-	fits := capacity > 0 && mem.Total() <= capacity
+	// XLA's figure, when there is one, is the step this library compiles: it decides.
+	need, source := mem.Total(), "estimated"
+	if measured != nil {
+		need, source = measured.Peak, "by XLA"
+	}
+	fits := capacity > 0 && need <= capacity
 	if capacity > 0 {
 		verdict := "fits"
 		if !fits {
 			verdict = "does not fit"
 		}
-		fmt.Fprintf(stdout, "%s in %.1f GiB: %.2f GiB estimated (%+.2f GiB headroom; CUDA context and allocator fragmentation need ~1 GiB more)\n",
-			verdict, gib(capacity), gib(mem.Total()), gib(capacity-mem.Total()))
+		fmt.Fprintf(stdout, "%s in %.1f GiB: %.2f GiB %s (%+.2f GiB headroom; CUDA context and allocator fragmentation need ~1 GiB more)\n",
+			verdict, gib(capacity), gib(need), source, gib(capacity-need))
 	}
 	if !*asJSON {
 		return nil

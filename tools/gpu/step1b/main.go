@@ -1,8 +1,10 @@
 // Command step1b times optimizer steps of a ~1.1B-parameter Llama (TinyLlama-1.1B's shape: hidden
 // 2048, intermediate 5632, 22 layers, 32 heads, 4 KV heads, vocab 32000) with train.Engine on the
-// backend GOMLX_BACKEND names, and prints tokens/s and the model FLOPs utilization (MFU: 6·Ψ·tokens/s
-// over the device's peak; the attention FLOPs, 12·L·h·s per token, are added as PaLM's appendix B
-// does). Weights are random: the point is speed, not loss.
+// backend GOMLX_BACKEND names, as the seed trains: bf16 weights (float32 masters), bf16 mixed
+// precision (Decoder.Autocast) and flash_attention_2 (the backend's fused attention where it has
+// one). It prints tokens/s and the model FLOPs utilization (MFU: 6·Ψ·tokens/s over the device's
+// peak; the attention FLOPs, 12·L·h·s per token, are added as PaLM's appendix B does). Weights are
+// random: the point is speed, not loss.
 //
 //	GOMLX_BACKEND=xla:/path/to/xla_cuda_plugin.so step1b --peak_tflops 989
 package main
@@ -12,6 +14,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -30,20 +33,21 @@ const config = `{"model_type":"llama","vocab_size":32000,"hidden_size":2048,"int
 
 func main() {
 	batch := flag.Int("batch", 4, "rows per step")
-	seq := flag.Int("seq", 1024, "tokens per row")
+	seq := flag.Int("seq", 2048, "tokens per row")
 	steps := flag.Int("steps", 6, "timed optimizer steps (after one compiling step)")
-	bf16 := flag.Bool("bf16", true, "bfloat16 weights (else float32)")
+	bf16 := flag.Bool("bf16", true, "bfloat16 weights and bf16 mixed precision (else float32)")
+	attn := flag.String("attn_implementation", "flash_attention_2", "eager, sdpa or flash_attention_2")
 	checkpointing := flag.Bool("gradient_checkpointing", false, "recompute layer activations in the backward pass")
 	cfgJSON := flag.String("config_json", config, "model config.json text (the default is the 1.1B Llama)")
 	peak := flag.Float64("peak_tflops", 989, "device peak in TFLOP/s for MFU (H100 SXM dense bf16: 989; TF32: 495; H200 the same)")
 	flag.Parse()
-	if err := run(*cfgJSON, *batch, *seq, *steps, *bf16, *checkpointing, *peak); err != nil {
+	if err := run(*cfgJSON, *batch, *seq, *steps, *bf16, *checkpointing, *attn, *peak); err != nil {
 		fmt.Fprintln(os.Stderr, "step1b:", err)
 		os.Exit(1)
 	}
 }
 
-func run(config string, batch, seq, steps int, bf16, checkpointing bool, peakTFLOPs float64) error {
+func run(config string, batch, seq, steps int, bf16, checkpointing bool, attn string, peakTFLOPs float64) error {
 	b, sel, err := backend.New()
 	if err != nil {
 		return err
@@ -70,6 +74,13 @@ func run(config string, batch, seq, steps int, bf16, checkpointing bool, peakTFL
 		return err
 	}
 	m.Decoder.GradientCheckpointing = checkpointing
+	if bf16 {
+		m.Decoder.Autocast = dtypes.BFloat16
+	}
+	if m.Decoder.Attention, err = model.ParseAttentionImplementation(attn); err != nil {
+		return err
+	}
+	m.Decoder.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	rng := rand.New(rand.NewPCG(1, 2))
 	ids := make([]int32, batch*seq)
 	for i := range ids {
