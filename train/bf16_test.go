@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -229,4 +230,51 @@ func xlaCPU(t *testing.T) compute.Backend {
 	}
 	t.Cleanup(b.Finalize)
 	return b
+}
+
+// TestBF16ResumeIsBitForBit: a bf16 model trained with autocast, stopped at step 6 and resumed
+// from its checkpoint, ends with the weights and float32 masters of an uninterrupted run — the
+// checkpoint keeps the masters (master/<weight>), which the bf16 weights alone would lose.
+func TestBF16ResumeIsBitForBit(t *testing.T) {
+	data := newTokenBatches(24, 12, 4, 5)
+	load := func() *model.Model {
+		b, _, err := backend.New()
+		require.NoError(t, err)
+		m, err := model.Load(b, fixture, model.LoadOptions{DType: dtypes.BFloat16})
+		require.NoError(t, err)
+		m.Decoder.Autocast = dtypes.BFloat16
+		return m
+	}
+	args := func(dir string) Args {
+		a := baseArgs(dir)
+		a.MaxSteps, a.SaveSteps = 12, 6
+		return a
+	}
+	straight := &Engine{Model: load(), Objective: CausalLM{}, Args: args(t.TempDir())}
+	_, err := straight.Train(context.Background(), data, nil)
+	require.NoError(t, err)
+
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	first := &Engine{Model: load(), Objective: CausalLM{}, Args: args(dir), Progress: func(step, _ int, _ float64) {
+		if step == 6 {
+			cancel()
+		}
+	}}
+	_, err = first.Train(ctx, data, nil)
+	require.ErrorIs(t, err, context.Canceled)
+	resumed := &Engine{Model: load(), Objective: CausalLM{}, Args: args(dir)}
+	require.NoError(t, resumed.Resume(filepath.Join(dir, "checkpoint-6")))
+	_, err = resumed.Train(context.Background(), data, nil)
+	require.NoError(t, err)
+
+	for _, n := range straight.Model.Weights.Names() {
+		assert.Equal(t, dtypes.BFloat16, resumed.Model.Weights[n].DType(), n)
+	}
+	assert.Equal(t, weightValues(t, straight.Model), weightValues(t, resumed.Model))
+	require.Len(t, resumed.masters, len(straight.masters))
+	for i := range straight.masters {
+		require.NotNil(t, straight.masters[i], "every weight of a bf16 model trains through a master")
+		assert.Equal(t, tensors.MustCopyFlatData[float32](straight.masters[i]), tensors.MustCopyFlatData[float32](resumed.masters[i]), straight.trainable[i])
+	}
 }

@@ -63,7 +63,7 @@ func weightValues(t *testing.T, m *model.Model) map[string][]float32 {
 	t.Helper()
 	out := map[string][]float32{}
 	for n, w := range m.Weights {
-		v, err := tensors.CopyFlatData[float32](w)
+		v, err := model.Float32Values(w)
 		require.NoError(t, err)
 		out[n] = v
 	}
