@@ -4,12 +4,11 @@ import (
 	"os"
 	"testing"
 
-	"github.com/gomlx/compute"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"handbook/backend"
+	"handbook/internal/xlatest"
 	"handbook/lora"
 	"handbook/model"
 	"handbook/zero"
@@ -21,21 +20,6 @@ func TestMain(m *testing.M) {
 		panic(err)
 	}
 	os.Exit(m.Run())
-}
-
-// xlaCPU is the XLA CPU plugin with n devices; without it the test fails under CI=true and is
-// skipped otherwise.
-func xlaCPU(t *testing.T, n int) compute.Backend {
-	t.Helper()
-	b, err := backend.NewXLACPU(n)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(b.Finalize)
-	return b
 }
 
 // TestEstimateAgainstXLA is the small-model version of docs/PERFORMANCE.md's table: a
@@ -72,7 +56,7 @@ func TestEstimateAgainstXLA(t *testing.T) {
 			tc.edit(&c)
 			est, _, err := Estimate(c)
 			require.NoError(t, err)
-			got, err := Measure(xlaCPU(t, max(c.Devices, 1)), c)
+			got, err := Measure(xlatest.Backend(t, max(c.Devices, 1)), c)
 			require.NoError(t, err)
 			micro := got.Step.Graphs[0]
 			rows := c.Batch * max(c.Devices, 1)

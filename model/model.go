@@ -167,7 +167,7 @@ func (m *Model) Loss(in Inputs) (loss float64, tokens int, err error) {
 				continue
 			}
 			off := (b*seq + s) * vocab
-			sum -= logSoftmaxAt(flat[off:off+vocab], int(row[s+1]))
+			sum -= LogSoftmaxAt(flat[off:off+vocab], int(row[s+1]))
 			tokens++
 		}
 	}

@@ -2,8 +2,9 @@ package model
 
 import "math"
 
-// logSoftmaxAt returns log softmax(logits)[i], computed stably in float64.
-func logSoftmaxAt(logits []float32, i int) float64 {
+// LogSoftmaxAt returns log softmax(logits)[i], computed stably in float64: a token's log-probability
+// from a row of logits.
+func LogSoftmaxAt(logits []float32, i int) float64 {
 	maxV := math.Inf(-1)
 	for _, v := range logits {
 		maxV = math.Max(maxV, float64(v))

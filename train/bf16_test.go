@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"handbook/backend"
+	"handbook/internal/xlatest"
 	"handbook/model"
 )
 
@@ -129,7 +130,7 @@ func trainGolden(t *testing.T, b compute.Backend, g bf16Golden, cfg *model.Confi
 // relative terms being ~2e-3), and much closer to torch's bf16 run than that run is to float32
 // would be a stronger claim than bf16 rounding supports, so it is not asserted. The float32 run
 // checks the formula weights and the batches: Go's float32 losses equal torch's to 1e-4.
-func TestBF16AutocastMatchesTorch(t *testing.T) { checkBF16Training(t, xlaCPU(t)) }
+func TestBF16AutocastMatchesTorch(t *testing.T) { checkBF16Training(t, xlatest.Backend(t, 1)) }
 
 // checkBF16Training is TestBF16AutocastMatchesTorch on backend b.
 func checkBF16Training(t *testing.T, b compute.Backend) {
@@ -164,7 +165,7 @@ func checkBF16Training(t *testing.T, b compute.Backend) {
 // matmul outputs, float32 scores or probabilities); a float32 model is at 1.0·scale and a pure
 // bf16 model at 1.02·scale. So Go's bf16 values must be within 0.6·scale of torch's, more than
 // 0.5·scale from float32, and Go's float32 values must equal torch's float32 ones.
-func TestBF16RoundsWhereTorchDoes(t *testing.T) { checkBF16Rounding(t, xlaCPU(t)) }
+func TestBF16RoundsWhereTorchDoes(t *testing.T) { checkBF16Rounding(t, xlatest.Backend(t, 1)) }
 
 // checkBF16Rounding is TestBF16RoundsWhereTorchDoes on backend b.
 func checkBF16Rounding(t *testing.T, b compute.Backend) {
@@ -202,34 +203,10 @@ func tokenLosses(t *testing.T, b compute.Backend, cfg *model.Config, rows [][]in
 	var out []float64
 	for r, row := range rows {
 		for s := 0; s+1 < seq; s++ {
-			x := flat[(r*seq+s)*vocab : (r*seq+s+1)*vocab]
-			maxV := math.Inf(-1)
-			for _, v := range x {
-				maxV = math.Max(maxV, float64(v))
-			}
-			var sum float64
-			for _, v := range x {
-				sum += math.Exp(float64(v) - maxV)
-			}
-			out = append(out, maxV+math.Log(sum)-float64(x[row[s+1]]))
+			out = append(out, -model.LogSoftmaxAt(flat[(r*seq+s)*vocab:(r*seq+s+1)*vocab], int(row[s+1])))
 		}
 	}
 	return out
-}
-
-// xlaCPU is the XLA CPU plugin's backend (one device). Without the plugin the test fails when
-// CI=true (CI installs it) and is skipped otherwise.
-func xlaCPU(t *testing.T) compute.Backend {
-	t.Helper()
-	b, err := backend.NewXLACPU(1)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
-	t.Cleanup(b.Finalize)
-	return b
 }
 
 // TestBF16ResumeIsBitForBit: a bf16 model trained with autocast, stopped at step 6 and resumed
