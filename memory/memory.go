@@ -160,6 +160,9 @@ func Plan(c Config) (train.MemoryPlan, error) {
 		}
 		weights = withAdapter
 		dec.Linear = a
+		if len(a.Parameters) > 0 {
+			dec.WeightAdapter = a
+		}
 		if obj, ok := inner.(dpo.Objective); ok {
 			// The reference is the adapter-disabled base in the same graph, as dpo.Trainer runs it
 			// (a planned adapter has no model for BaseDecoder; Disabled is the same decoder).

@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"handbook/internal/xlatest"
+	"handbook/internal/testenv"
 	"handbook/lora"
 	"handbook/model"
 	"handbook/zero"
@@ -56,7 +56,7 @@ func TestEstimateAgainstXLA(t *testing.T) {
 			tc.edit(&c)
 			est, _, err := Estimate(c)
 			require.NoError(t, err)
-			got, err := Measure(xlatest.Backend(t, max(c.Devices, 1)), c)
+			got, err := Measure(testenv.XLACPUBackend(t, max(c.Devices, 1)), c)
 			require.NoError(t, err)
 			micro := got.Step.Graphs[0]
 			rows := c.Batch * max(c.Devices, 1)

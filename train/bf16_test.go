@@ -16,7 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"handbook/backend"
-	"handbook/internal/xlatest"
+	"handbook/internal/testenv"
 	"handbook/model"
 )
 
@@ -130,7 +130,7 @@ func trainGolden(t *testing.T, b compute.Backend, g bf16Golden, cfg *model.Confi
 // relative terms being ~2e-3), and much closer to torch's bf16 run than that run is to float32
 // would be a stronger claim than bf16 rounding supports, so it is not asserted. The float32 run
 // checks the formula weights and the batches: Go's float32 losses equal torch's to 1e-4.
-func TestBF16AutocastMatchesTorch(t *testing.T) { checkBF16Training(t, xlatest.Backend(t, 1)) }
+func TestBF16AutocastMatchesTorch(t *testing.T) { checkBF16Training(t, testenv.XLACPUBackend(t, 1)) }
 
 // checkBF16Training is TestBF16AutocastMatchesTorch on backend b.
 func checkBF16Training(t *testing.T, b compute.Backend) {
@@ -165,7 +165,7 @@ func checkBF16Training(t *testing.T, b compute.Backend) {
 // matmul outputs, float32 scores or probabilities); a float32 model is at 1.0·scale and a pure
 // bf16 model at 1.02·scale. So Go's bf16 values must be within 0.6·scale of torch's, more than
 // 0.5·scale from float32, and Go's float32 values must equal torch's float32 ones.
-func TestBF16RoundsWhereTorchDoes(t *testing.T) { checkBF16Rounding(t, xlatest.Backend(t, 1)) }
+func TestBF16RoundsWhereTorchDoes(t *testing.T) { checkBF16Rounding(t, testenv.XLACPUBackend(t, 1)) }
 
 // checkBF16Rounding is TestBF16RoundsWhereTorchDoes on backend b.
 func checkBF16Rounding(t *testing.T, b compute.Backend) {

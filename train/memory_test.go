@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"handbook/internal/xlatest"
+	"handbook/internal/testenv"
 	"handbook/model"
 )
 
@@ -28,7 +28,7 @@ func weightShapes(cfg *model.Config, dtype dtypes.DType) map[string]shapes.Shape
 // at a time (its outputs are a decoder layer's or a single weight's states, not the model's).
 func TestBF16LowersStepMemory(t *testing.T) {
 	_, cfg := loadBF16Golden(t)
-	b := xlatest.Backend(t, 1)
+	b := testenv.XLACPUBackend(t, 1)
 	batch := map[string]shapes.Shape{"input_ids": shapes.Make(dtypes.Int32, 8, 256), "labels": shapes.Make(dtypes.Int32, 8, 256)}
 	peak := map[dtypes.DType]int64{}
 	for _, autocast := range []dtypes.DType{dtypes.InvalidDType, dtypes.BFloat16} {

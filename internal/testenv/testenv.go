@@ -1,11 +1,13 @@
-// Package testenv holds what several packages' tests need from the machine: the XLA CPU plugin and
-// a free localhost port.
+// Package testenv holds what several packages' tests need from the machine: the XLA CPU plugin (its
+// path, or a backend on it) and a free localhost port.
 package testenv
 
 import (
 	"net"
 	"os"
 	"testing"
+
+	"github.com/gomlx/compute"
 
 	"handbook/backend"
 )
@@ -34,4 +36,17 @@ func FreePort(t testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// XLACPUBackend starts the XLA CPU plugin with the given number of host devices for the test
+// (skipping or failing as XLACPUPlugin does) and finalizes it when the test ends.
+func XLACPUBackend(t testing.TB, devices int) compute.Backend {
+	t.Helper()
+	XLACPUPlugin(t)
+	b, err := backend.NewXLACPU(devices)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Finalize)
+	return b
 }
