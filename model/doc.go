@@ -18,4 +18,11 @@
 // Weights a block uses whole (the MoE router and stacked experts) pass through the [WeightAdapter]
 // seam. The tests compare logits, loss, gradients and greedy tokens with fixtures that
 // tools/oracle/make_models.py recorded from transformers.
+//
+// Precision follows torch.autocast: with [Decoder].Autocast set to bf16, every Linear (each computes
+// in its input's dtype), attention's two products and the LM head take bf16 operands, while
+// softmax, RMSNorm statistics, RoPE tables and the loss stay float32 and the residual stream keeps
+// the weights' dtype; train/bf16_test.go checks per-token values against PyTorch autocast.
+// [Decoder].Attention selects eager attention or the backend's fused scaled-dot-product kernel
+// (sdpa, flash_attention_2), falling back to eager with one log line per reason.
 package model

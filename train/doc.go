@@ -22,4 +22,10 @@
 //
 // A zero Args is transformers' TrainingArguments defaults (3 epochs at 5e-5, linear decay,
 // AdamW); Args.Validate names the key and the field of what no run can use.
+//
+// Mixed precision: a trainable weight stored in 16 bits trains through a float32 master (the
+// model keeps the 16-bit working copy; gradients are accumulated, clipped and reduced in float32;
+// checkpoints keep the masters), and the optimizer update runs one decoder layer at a time because
+// XLA here aliases no donated input with an output (update.go). CompileStepMemory compiles a step
+// from shapes for XLA's memory accounting (memory.go).
 package train
