@@ -34,5 +34,5 @@ func ExampleLoadRecipe() {
 	// data: HuggingFaceH4/ultrachat_200k test_sft 1
 	// lr: 0.0001 cosine warmup 100 of 1000 steps
 	// epochs: 2 max_length: 2048 report_to: [wandb]
-	// 3 warnings; first: testdata/recipes/recipes/zephyr-7b-beta/sft/config_full.yaml:5: attn_implementation ignored: the model package has a single attention implementation (no flash-attention or SDPA kernels)
+	// 2 warnings; first: testdata/recipes/recipes/zephyr-7b-beta/sft/config_full.yaml:25: dataset_num_proc ignored: preprocessing runs in this process; there are no worker processes to size
 }
