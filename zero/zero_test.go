@@ -174,7 +174,8 @@ func TestEstimateSeedModels(t *testing.T) {
 				mem, counts, err := zero.Estimate(cfg, zero.EstimateOptions{Stage: zero.Stage3, Devices: devices})
 				require.NoError(t, err)
 				assert.Equal(t, want.Parameters, counts.Total)
-				assert.InEpsilon(t, 16*float64(want.Parameters)/float64(devices), float64(mem.ModelStates()), 1e-6)
+				// bf16 weights: the bf16 copy, a float32 gradient, float32 master and AdamW moments.
+				assert.InEpsilon(t, 18*float64(want.Parameters)/float64(devices), float64(mem.ModelStates()), 1e-6)
 				t.Logf("%s: %d parameters, ZeRO-3 model states on %d devices: %.1f GiB each", file, counts.Total, devices, float64(mem.ModelStates())/(1<<30))
 			}
 			_, counts, err := zero.Estimate(cfg, zero.EstimateOptions{Stage: zero.Stage0, Devices: 1, LoRA: &zero.LoRA{Rank: golden.Rank}})
