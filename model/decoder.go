@@ -388,19 +388,19 @@ func attentionLayoutAware(qg, k, v, mask *Node, scale float64, heads int, rowsCa
 		return out
 	}, func(dOut, out *Node) []*Node {
 		dOut = ConvertDType(dOut, out.DType())
-		dP := DotGeneral(dOut, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [b, kv, gs, keys]
-		rowDot := ReduceAndKeep(Mul(dOut, out), ReduceSum, -1)                  // [b, kv, gs, 1]
+		dP := matmul(dOut, []int{3}, []int{0, 1}, v, []int{3}, []int{0, 1}) // [b, kv, gs, keys]
+		rowDot := ReduceAndKeep(Mul(dOut, out), ReduceSum, -1)              // [b, kv, gs, 1]
 		dS := Mul(probs, Sub(dP, rowDot))
 		if rowsCanBeEmpty {
 			m := Reshape(BroadcastToDims(mask, batch, heads, seq, keys), batch, kvHeads, gs, keys)
 			dS = Where(m, dS, ZerosLike(dS))
 		}
-		dQ := MulScalar(DotGeneral(dS, []int{3}, []int{0, 1}, k, []int{2}, []int{0, 1}), scale)
-		qT := transposeHeads(qg)                                                // [b, kv, hd, gs]
-		dKT := DotGeneral(qT, []int{3}, []int{0, 1}, dS, []int{2}, []int{0, 1}) // [b, kv, hd, keys]
+		dQ := MulScalar(matmul(dS, []int{3}, []int{0, 1}, k, []int{2}, []int{0, 1}), scale)
+		qT := transposeHeads(qg)                                            // [b, kv, hd, gs]
+		dKT := matmul(qT, []int{3}, []int{0, 1}, dS, []int{2}, []int{0, 1}) // [b, kv, hd, keys]
 		dK := MulScalar(TransposeAllAxes(dKT, 0, 1, 3, 2), scale)
-		dOutT := transposeHeads(dOut)                                                 // [b, kv, hd, gs]
-		dVT := DotGeneral(dOutT, []int{3}, []int{0, 1}, probs, []int{2}, []int{0, 1}) // [b, kv, hd, keys]
+		dOutT := transposeHeads(dOut)                                             // [b, kv, hd, gs]
+		dVT := matmul(dOutT, []int{3}, []int{0, 1}, probs, []int{2}, []int{0, 1}) // [b, kv, hd, keys]
 		return []*Node{dQ, dK, TransposeAllAxes(dVT, 0, 1, 3, 2)}
 	})
 }
@@ -415,7 +415,7 @@ func transposeHeads(x *Node) *Node {
 	}
 	eye := Reshape(transposeTokensEye(x.Graph(), hd, x.DType()), 1, 1, hd, hd)
 	eye = BroadcastToDims(eye, b, h, hd, hd)
-	return DotGeneral(eye, []int{3}, []int{0, 1}, x, []int{3}, []int{0, 1})
+	return matmul(eye, []int{3}, []int{0, 1}, x, []int{3}, []int{0, 1})
 }
 
 // attentionMask is true where query i may attend key j: causal by slot index, key valid,
@@ -501,7 +501,7 @@ func (ctx *attentionContext) applyRope(x *Node) *Node {
 		}
 		ctx.rotateHalf = ConvertDType(Reshape(Const(x.Graph(), r), hd, hd), x.DType())
 	}
-	rotated := DotGeneral(x, []int{3}, nil, ctx.rotateHalf, []int{0}, nil)
+	rotated := matmul(x, []int{3}, nil, ctx.rotateHalf, []int{0}, nil)
 	return Add(Mul(x, t[0]), Mul(rotated, t[1]))
 }
 

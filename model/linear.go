@@ -50,10 +50,19 @@ func (d Dense) Apply(p Params, module string, x *Node) *Node {
 type nativeAccumulationKey struct{}
 
 // matmul is DotGeneral for the decoder's products: 16-bit operands accumulate in their own dtype
-// in graphs built with Decoder.NativeAccumulation, in float32 otherwise (GoMLX's default).
+// in graphs built with Decoder.NativeAccumulation, in float32 otherwise (GoMLX's default). On the
+// Go backend, which has no fast 16-bit GEMM (bf16 made a training step ~2× slower), 16-bit
+// operands are multiplied in float32 and the result rounded back: the same products, accumulation
+// and rounding as a 16-bit GEMM with float32 accumulation.
 func matmul(lhs *Node, lhsContracting, lhsBatch []int, rhs *Node, rhsContracting, rhsBatch []int) *Node {
-	if on, _ := lhs.Graph().State(nativeAccumulationKey{}).(bool); on && lhs.DType().IsHalfPrecision() {
+	half := lhs.DType().IsHalfPrecision()
+	if on, _ := lhs.Graph().State(nativeAccumulationKey{}).(bool); on && half {
 		return Dot(lhs, rhs).WithAccumulatorDType(lhs.DType()).General(lhsContracting, lhsBatch, rhsContracting, rhsBatch)
+	}
+	if half && useLayoutAwareGradients(lhs) {
+		f32 := dtypes.Float32
+		y := DotGeneral(ConvertDType(lhs, f32), lhsContracting, lhsBatch, ConvertDType(rhs, f32), rhsContracting, rhsBatch)
+		return ConvertDType(y, lhs.DType())
 	}
 	return DotGeneral(lhs, lhsContracting, lhsBatch, rhs, rhsContracting, rhsBatch)
 }
@@ -136,18 +145,18 @@ func denseLayoutAware(x, w *Node) *Node {
 			if li.transposed == nil {
 				li.transposed = transposeTokens(xs) // [in, tokens...]
 			}
-			dwT := DotGeneral(li.transposed, xslices.Iota(1, len(tokenAxes)), nil, dy, tokenAxes, nil) // [in, out]
+			dwT := matmul(li.transposed, xslices.Iota(1, len(tokenAxes)), nil, dy, tokenAxes, nil) // [in, out]
 			return TransposeAllAxes(dwT, 1, 0)
 		}
-		return DotGeneral(transposeTokens(dy), xslices.Iota(1, len(tokenAxes)), nil, xs, tokenAxes, nil) // [out, in]
+		return matmul(transposeTokens(dy), xslices.Iota(1, len(tokenAxes)), nil, xs, tokenAxes, nil) // [out, in]
 	})
 	li.dxs = append(li.dxs, func() *Node {
 		if dy == nil {
 			return nil
 		}
-		return DotGeneral(dy, []int{dy.Rank() - 1}, nil, w, []int{0}, nil) // [..., in]
+		return matmul(dy, []int{dy.Rank() - 1}, nil, w, []int{0}, nil) // [..., in]
 	})
-	y := DotGeneral(xs, []int{xs.Rank() - 1}, nil, ws, []int{1}, nil)
+	y := matmul(xs, []int{xs.Rank() - 1}, nil, ws, []int{1}, nil)
 	return IdentityWithCustomGradient(y, func(_, v *Node) *Node {
 		dy = v
 		return v
@@ -168,7 +177,7 @@ func transposeTokens(x *Node) *Node {
 		return Reshape(t, append([]int{features}, x.Shape().Dimensions[:x.Rank()-1]...)...)
 	}
 	eye := transposeTokensEye(x.Graph(), features, x.DType())
-	return DotGeneral(eye, []int{1}, nil, x, []int{x.Rank() - 1}, nil)
+	return matmul(eye, []int{1}, nil, x, []int{x.Rank() - 1}, nil)
 }
 
 // transposeTokensEye is the n×n identity matrix.
