@@ -13,9 +13,14 @@ import (
 // never exist at once (at vocab 49152 and 1024 tokens each is 200 MB in float32). The gradients
 // of the hidden states and the head weight are computed in the forward pass, where the chunk's
 // softmax is at hand, and scaled by the loss's adjoint in the backward; a graph that asks for no
-// gradient drops them (nothing reads them). Logits and the loss are float32 whatever the hidden
-// states' dtype; the gradient products run in the hidden states' dtype, as autocast's backward
-// does.
+// gradient drops them (nothing reads them). The products are Head's: under Decoder.Autocast they
+// take autocast (bf16) operands, as torch.autocast runs lm_head, and they go through the decoder's
+// matmul (float32 GEMMs on 16-bit values on the Go backend); logits are rounded to the product's
+// dtype and then, with the log-softmax, logsumexp and loss, float32 whatever the hidden states'
+// dtype; the gradient products run in the product's dtype, as autocast's backward does. With one
+// chunk the numbers are the unfused Head + CausalLMLoss's (the objectives differentiate the loss
+// sum, so the backward's scale is 1); with several, the head weight's gradient sums the chunks'
+// rounded products in float32.
 
 // headLossChunkElements bounds a chunk's logits (rows × vocab values): 32 MiB in float32.
 var headLossChunkElements = 1 << 23
@@ -35,7 +40,7 @@ func (d *Decoder) CausalLMHeadLoss(p Params, hidden, labels *Node) (sum, count, 
 		return sum, count, argMaxHits(logits, targets)
 	}
 	h := hidden.Shape().Dim(-1)
-	flat := Reshape(hidden, hidden.Shape().Size()/h, h)
+	flat := Reshape(d.autocast(hidden), hidden.Shape().Size()/h, h)
 	return fusedHeadCrossEntropy(flat, ConvertDType(w, flat.DType()), Reshape(targets, targets.Shape().Size()))
 }
 
@@ -115,7 +120,7 @@ func fusedHeadCrossEntropy(hidden, w, targets *Node) (sum, count, correct *Node)
 			t := SliceAxis(safe, 0, AxisRange(lo, hi))
 			v := SliceAxis(validF, 0, AxisRange(lo, hi))
 			isValid := SliceAxis(valid, 0, AxisRange(lo, hi))
-			logits := ConvertDType(DotGeneral(hc, []int{1}, nil, w, []int{1}, nil), dtypes.Float32) // [rows, vocab]
+			logits := ConvertDType(matmul(hc, []int{1}, nil, w, []int{1}, nil), dtypes.Float32) // [rows, vocab]
 			mx := ReduceMax(logits, -1)
 			exps := Exp(Sub(logits, InsertAxes(mx, -1)))
 			sums := ReduceSum(exps, -1)
@@ -130,15 +135,19 @@ func fusedHeadCrossEntropy(hidden, w, targets *Node) (sum, count, correct *Node)
 			// d loss / d logits = (softmax − one-hot(target))·valid.
 			dLogits := ScatterSum(Mul(exps, InsertAxes(Div(v, sums), -1)), idx, Neg(v), false, true)
 			dLogits = ConvertDType(dLogits, h.DType())
-			dhs = append(dhs, DotGeneral(dLogits, []int{1}, nil, w, []int{0}, nil)) // [rows, h]
-			part := DotGeneral(TransposeAllAxes(hc, 1, 0), []int{1}, nil, dLogits, []int{0}, nil)
+			dhs = append(dhs, matmul(dLogits, []int{1}, nil, w, []int{0}, nil)) // [rows, h]
+			part := matmul(TransposeAllAxes(hc, 1, 0), []int{1}, nil, dLogits, []int{0}, nil)
+			if chunks > 1 {
+				// One GEMM over every token accumulates in float32 and rounds once; so do the chunks.
+				part = ConvertDType(part, dtypes.Float32)
+			}
 			if dwT == nil {
 				dwT = part
 			} else {
 				dwT = Add(dwT, part)
 			}
 		}
-		dHidden, dWeight = Concatenate(dhs, 0), TransposeAllAxes(dwT, 1, 0)
+		dHidden, dWeight = Concatenate(dhs, 0), ConvertDType(TransposeAllAxes(dwT, 1, 0), w.DType())
 		total := loss[0]
 		for _, l := range loss[1:] {
 			total = Add(total, l)

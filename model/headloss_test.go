@@ -24,6 +24,13 @@ import (
 // same loss sum, count and hits, and the same gradients for every weight, on the Go backend with
 // and without the hand-written layout-aware gradients and on XLA, for a tied and an untied head,
 // with the head weight trainable or frozen (LoRA), over uneven chunks and ignored labels.
+//
+// Under bf16 autocast the fused head must compute what the unfused one does (a bf16 head product,
+// a float32 loss). On the Go backend, which rounds where the graph says, the loss sums agree to
+// float32 rounding (1e-5; a float32 head product under a bf16 body misses by 8e-5 to 3e-4) and the
+// gradients to bf16 rounding. XLA's CPU compiler drops bf16 roundings depending on the graph's
+// shape (a bf16 product converted straight to float32 keeps float32 precision), so there the
+// comparison is at bf16 tolerance.
 func TestCausalLMHeadLossMatchesUnfused(t *testing.T) {
 	defer func(old int) { *model.HeadLossChunkElements = old }(*model.HeadLossChunkElements)
 	backends := map[string]func(t *testing.T) string{
@@ -40,15 +47,24 @@ func TestCausalLMHeadLossMatchesUnfused(t *testing.T) {
 				require.NoError(t, err)
 				// 2 × 9 tokens in chunks of at most 5 rows: 5, 5, 5, 3.
 				*model.HeadLossChunkElements = 5 * m.Config.VocabSize
-				for _, fast := range []bool{false, true} {
-					for _, frozenHead := range []bool{false, true} {
-						// XLA has no hand-written gradients, and a frozen head changes only
-						// which nodes the graph keeps: one case there is enough (compile time).
-						if be == "xla" && (fast || frozenHead) {
-							continue
+				for _, autocast := range []dtypes.DType{dtypes.InvalidDType, dtypes.BFloat16} {
+					for _, fast := range []bool{false, true} {
+						for _, frozenHead := range []bool{false, true} {
+							// XLA has no hand-written gradients, and a frozen head changes only
+							// which nodes the graph keeps: one case there is enough (compile time).
+							if (be == "xla" || autocast != dtypes.InvalidDType) && frozenHead || be == "xla" && fast {
+								continue
+							}
+							lossTol, gradTol := 1e-5, 1e-5
+							if autocast != dtypes.InvalidDType {
+								gradTol = 1e-2
+								if be == "xla" {
+									lossTol, gradTol = 1e-4, 2e-2
+								}
+							}
+							name := fmt.Sprintf("%s/autocast=%s/fast=%v/frozenHead=%v", fixture, autocast, fast, frozenHead)
+							t.Run(name, func(t *testing.T) { compareHeadLoss(t, m, autocast, fast, frozenHead, lossTol, gradTol) })
 						}
-						name := fmt.Sprintf("%s/fast=%v/frozenHead=%v", fixture, fast, frozenHead)
-						t.Run(name, func(t *testing.T) { compareHeadLoss(t, m, fast, frozenHead) })
 					}
 				}
 			}
@@ -56,7 +72,9 @@ func TestCausalLMHeadLossMatchesUnfused(t *testing.T) {
 	}
 }
 
-func compareHeadLoss(t *testing.T, m *model.Model, fast, frozenHead bool) {
+// compareHeadLoss runs the fused and unfused losses and gradients on m; lossTol and gradTol are
+// relative to the loss sum and to each gradient's largest value.
+func compareHeadLoss(t *testing.T, m *model.Model, autocast dtypes.DType, fast, frozenHead bool, lossTol, gradTol float64) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	const batch, seq = 2, 9
 	ids, labels := make([]int32, batch*seq), make([]int32, batch*seq)
@@ -73,7 +91,7 @@ func compareHeadLoss(t *testing.T, m *model.Model, fast, frozenHead bool) {
 	}
 	names := m.Weights.Names()
 	dec := *m.Decoder
-	dec.FastGradients = fast
+	dec.FastGradients, dec.Autocast = fast, autocast
 	run := func(fused bool) []*tensors.Tensor {
 		exec, err := NewExec(m.Backend(), func(inputs []*Node) []*Node {
 			p := model.ParamsFromNodes(names, inputs[:len(names)])
@@ -114,7 +132,7 @@ func compareHeadLoss(t *testing.T, m *model.Model, fast, frozenHead bool) {
 	want, got := run(false), run(true)
 	require.Len(t, got, len(want))
 	wantSum := tensors.ToScalar[float32](want[0])
-	assert.InDelta(t, wantSum, tensors.ToScalar[float32](got[0]), 1e-5*math.Abs(float64(wantSum)), "loss sum")
+	assert.InDelta(t, wantSum, tensors.ToScalar[float32](got[0]), lossTol*math.Abs(float64(wantSum)), "loss sum")
 	assert.Equal(t, float32(batch*(seq-1)-3), tensors.ToScalar[float32](got[1]), "count")
 	assert.Equal(t, tensors.ToScalar[float32](want[1]), tensors.ToScalar[float32](got[1]), "count")
 	assert.Equal(t, tensors.ToScalar[float32](want[2]), tensors.ToScalar[float32](got[2]), "arg-max hits")
@@ -130,6 +148,6 @@ func compareHeadLoss(t *testing.T, m *model.Model, fast, frozenHead bool) {
 			maxDiff = math.Max(maxDiff, math.Abs(float64(wv[j]-gv[j])))
 		}
 		require.Positive(t, maxRef, "gradient %d is all zeros", i-3)
-		assert.LessOrEqual(t, maxDiff, 1e-5*maxRef, "gradient %d: max|Δ| %g, max|grad| %g", i-3, maxDiff, maxRef)
+		assert.LessOrEqual(t, maxDiff, gradTol*maxRef, "gradient %d: max|Δ| %g, max|grad| %g", i-3, maxDiff, maxRef)
 	}
 }
