@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"encoding/json"
 	"os"
 	"testing"
 
@@ -77,4 +78,28 @@ func TestEstimateAgainstXLA(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBF16LowersStepMemory compiles the bench model's training step (train/testdata's bf16 golden
+// model, batch 8 × 256, one device) GPU-shaped, as docs/PERFORMANCE.md's bf16 table does: with bf16
+// autocast, over float32 or bf16 weights (float32 masters), XLA's peak is below float32's.
+func TestBF16LowersStepMemory(t *testing.T) {
+	data, err := os.ReadFile("../train/testdata/bf16_autocast.json")
+	require.NoError(t, err)
+	var golden struct {
+		Config json.RawMessage `json:"config"`
+	}
+	require.NoError(t, json.Unmarshal(data, &golden))
+	cfg, err := model.ParseConfig(golden.Config)
+	require.NoError(t, err)
+	b := testenv.XLACPUBackend(t, 1)
+	peak := func(weights dtypes.DType, autocast bool) int64 {
+		got, err := Measure(b, Config{Model: cfg, Task: SFT, Weights: weights, Autocast: autocast, Devices: 1, Batch: 8, Seq: 256})
+		require.NoError(t, err)
+		t.Logf("weights %s, autocast %v: XLA peak %.1f MiB", weights, autocast, float64(got.Peak)/(1<<20))
+		return got.Peak
+	}
+	float32Peak := peak(dtypes.Float32, false)
+	assert.Less(t, peak(dtypes.Float32, true), float32Peak, "bf16 autocast over float32 weights")
+	assert.Less(t, peak(dtypes.BFloat16, true), float32Peak, "bf16 weights with float32 masters")
 }

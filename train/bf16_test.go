@@ -138,21 +138,23 @@ func checkBF16Training(t *testing.T, b compute.Backend) {
 	eager, sdpa, fp32 := g.Runs["bf16_eager"].Loss, g.Runs["bf16_sdpa"].Loss, g.Runs["fp32"].Loss
 
 	got32 := trainGolden(t, b, g, cfg, dtypes.InvalidDType)
+	var maxDiff32 float64
 	for i := range got32 {
 		assert.InDelta(t, fp32[i], got32[i], 1e-4*math.Abs(fp32[i]), "float32 step %d", i+1)
+		maxDiff32 = math.Max(maxDiff32, math.Abs(fp32[i]-got32[i]))
 	}
 
 	got := trainGolden(t, b, g, cfg, dtypes.BFloat16)
-	var spread, worst float64
+	var spread, worst, maxDiff float64
 	for i := range got {
 		spread = math.Max(spread, math.Abs(eager[i]-sdpa[i]))
 		tol := math.Max(3*spread, 2e-3*math.Abs(eager[i]))
 		diff := math.Abs(got[i] - eager[i])
-		worst = math.Max(worst, diff/tol)
+		worst, maxDiff = math.Max(worst, diff/tol), math.Max(maxDiff, diff)
 		assert.LessOrEqual(t, diff, tol, "step %d: Go bf16 %.5f, torch bf16 eager %.5f / sdpa %.5f, float32 %.5f", i+1, got[i], eager[i], sdpa[i], fp32[i])
 	}
-	t.Logf("loss step 1 / %d: Go bf16 %.4f / %.4f, torch bf16 %.4f / %.4f, float32 %.4f / %.4f; largest |Δ|/tolerance %.2f",
-		g.Steps, got[0], got[g.Steps-1], eager[0], eager[g.Steps-1], fp32[0], fp32[g.Steps-1], worst)
+	t.Logf("loss step 1 / %d: Go bf16 %.4f / %.4f, torch bf16 %.4f / %.4f, float32 %.4f / %.4f; largest |Δ| %.2e, largest |Δ|/tolerance %.2f; float32 run's largest |Δ| to torch's %.1e",
+		g.Steps, got[0], got[g.Steps-1], eager[0], eager[g.Steps-1], fp32[0], fp32[g.Steps-1], maxDiff, worst, maxDiff32)
 }
 
 // TestBF16RoundsWhereTorchDoes compares the untrained bench model's per-token cross entropy on

@@ -21,21 +21,21 @@ func weightShapes(cfg *model.Config, dtype dtypes.DType) map[string]shapes.Shape
 	return out
 }
 
-// TestBF16LowersStepMemory compiles the bench model's training step (batch 8 × 256, the
-// benchmark's shape) from shapes on the XLA CPU plugin: with bf16 autocast XLA's peak is below
-// float32's. It also checks the accounting: the micro-batch graph's arguments are the weights plus
-// the batch, its outputs the float32 gradients, nothing is aliased, and the update runs one group
-// at a time (its outputs are a decoder layer's or a single weight's states, not the model's).
-func TestBF16LowersStepMemory(t *testing.T) {
+// TestCompileStepMemoryAccounting compiles the bench model's training step (batch 8 × 256, the
+// benchmark's shape) from shapes on the XLA CPU plugin, in float32 and with bf16 autocast, and
+// checks the accounting: the micro-batch graph's arguments are the weights plus the batch, its
+// outputs the float32 gradients, nothing is aliased, and the update runs one group at a time (its
+// outputs are a decoder layer's or a single weight's states, not the model's). Compiled for XLA's
+// CPU as it would run there, bf16 does not lower the peak (the CPU compiler evaluates bf16
+// arithmetic on float32 copies); memory.TestBF16LowersStepMemory compiles it GPU-shaped.
+func TestCompileStepMemoryAccounting(t *testing.T) {
 	_, cfg := loadBF16Golden(t)
 	b := testenv.XLACPUBackend(t, 1)
 	batch := map[string]shapes.Shape{"input_ids": shapes.Make(dtypes.Int32, 8, 256), "labels": shapes.Make(dtypes.Int32, 8, 256)}
-	peak := map[dtypes.DType]int64{}
 	for _, autocast := range []dtypes.DType{dtypes.InvalidDType, dtypes.BFloat16} {
 		m, err := CompileStepMemory(b, MemoryPlan{Decoder: &model.Decoder{Config: cfg, Autocast: autocast}, Objective: CausalLM{},
 			Weights: weightShapes(cfg, dtypes.Float32), Batch: batch, MaxGradNorm: 1})
 		require.NoError(t, err)
-		peak[autocast] = m.Peak
 		micro := m.Graphs[0]
 		assert.Equal(t, m.Weights+2*8*256*4, micro.Arguments, "weights + batch")
 		assert.InDelta(t, m.Gradients, micro.Outputs, 1024, "float32 gradients (+ the loss vector)")
@@ -48,5 +48,4 @@ func TestBF16LowersStepMemory(t *testing.T) {
 		t.Logf("autocast %s: model states %.1f MB, peak %.1f MB (micro-batch temporaries %.1f MB)", autocast,
 			float64(m.ModelStates())/1e6, float64(m.Peak)/1e6, float64(micro.Temporary)/1e6)
 	}
-	assert.Less(t, peak[dtypes.BFloat16], peak[dtypes.InvalidDType])
 }

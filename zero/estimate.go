@@ -252,13 +252,18 @@ func adaptedWholeWeights(cfg *model.Config, l *LoRA) int64 {
 // Korthikanti et al. 2022 (eq. 1: s·b·h·34 bytes per layer in 16 bits, 19 of them the MLP's, once
 // per routed expert for a mixture of experts; plus the attention scores' a·s²·b term) adjusted to
 // this decoder as XLA compiles it: the softmax is float32 (16-bit scores, float32 scores and
-// probabilities, 16-bit probabilities: 12 bytes per score where the paper has 5), and the
-// causal-LM loss keeps 16-bit logits, float32 logits, log-probabilities and their gradient (16
-// bytes per logit where the paper has 6). With float32 weights and no autocast the layer terms
-// double. With gradient checkpointing each layer's input (s·b·h in the weights' dtype) stays and
-// one layer's activations are live while it is recomputed. Checked against XLA's compiled
-// accounting of the real step (memory.Measure; docs/PERFORMANCE.md): Mistral-7B shapes, one
-// device, batch 1–2 × 1k–2k tokens, within ±15%.
+// probabilities, 16-bit probabilities: 12 bytes per score where the paper has 5), plus 16 bytes
+// per logit. That last term was the unfused causal-LM loss (16-bit and float32 logits,
+// log-probabilities and their gradient) and still is DPO's and ORPO's; SFT's loss now runs fused in
+// chunks (model.Decoder.CausalLMHeadLoss) and holds one chunk, but at Mistral-7B's shapes the
+// step's peak is in a layer's backward pass (XLA's temporaries for LoRA at seq 2048 are 3.14 GiB at
+// vocabulary 32000 and at 8000), whose transients the per-layer formula undercounts by about what
+// the term adds at Mistral's vocabulary (0.87 against 0.98 GiB), so it is kept rather than
+// stretched per case (at vocabulary 8000 the estimate is 4% low). With float32 weights and no autocast the
+// layer terms double. With gradient checkpointing each layer's input (s·b·h in the weights' dtype)
+// stays and one layer's activations are live while it is recomputed. Checked against XLA's
+// compiled accounting of the real step (memory.Measure; docs/PERFORMANCE.md): Mistral-7B shapes,
+// one device, batch 1–2 × 1k–2k tokens, within ±15%; small models come out high (up to 1.34×).
 func activations(cfg *model.Config, opts EstimateOptions, weightBytes float64) float64 {
 	if opts.Seq <= 0 || opts.Batch <= 0 {
 		return 0
