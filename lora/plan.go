@@ -13,11 +13,13 @@ import (
 
 // Plan describes a LoRA (with quant: QLoRA) run on a model of mc without any weight: the adapter
 // that computes it — the decoder's Linear, and its WeightAdapter when it adapts whole weights
-// (Parameters); Trainable and the training view work without weights — and every
-// weight's storage shape — base maps the base model's weight names to their shapes; the result
-// has the NF4 tensors in place of the quantized weights, exactly as QuantizeBase stores them, and
-// the float32 lora_A/lora_B weights Attach adds. It is what a shapes-only compilation of the
-// training step (train.StepMemory) needs for a 7B model whose weights do not fit here.
+// (Parameters); as a train.Adapter its Trainable and TrainingDecoder work without weights (it has
+// no model: BaseDecoder, Model and the WeightsIO methods do not) — and every weight's storage
+// shape — base maps the base model's weight names to their shapes; the result has the NF4 tensors
+// in place of the quantized weights, exactly as QuantizeBase stores them, and the float32
+// lora_A/lora_B weights Attach adds. It is what a shapes-only compilation of the training step
+// (train.CompileStepMemory, with the adapter as MemoryPlan.Adapter) needs for a 7B model whose
+// weights do not fit here.
 func Plan(mc *model.Config, base map[string]shapes.Shape, cfg Config, quant *QuantizeOptions) (*Adapter, map[string]shapes.Shape, error) {
 	out := maps.Clone(base)
 	var linear model.Linear
