@@ -329,7 +329,7 @@ func (l *NF4Linear) weight(p model.Params, module string, x *Node) *Node {
 	if packed == nil {
 		return nil
 	}
-	w := dequantizeGraph(packed, p[module+nf4AbsmaxSuffix], p[module+nf4ScaleSuffix], p[module+nf4OffsetSuffix])
+	w := dequantizeGraph(packed, p[module+nf4AbsmaxSuffix], p[module+nf4ScaleSuffix], p[module+nf4OffsetSuffix], x)
 	in := x.Shape().Dim(-1)
 	out := l.outFeatures(module)
 	w = Reshape(SliceAxis(w, 0, AxisRange(0, out*in)), out, in)
@@ -341,9 +341,12 @@ func (l *NF4Linear) weight(p model.Params, module string, x *Node) *Node {
 }
 
 // dequantizeGraph decodes NF4 weights in the graph: [blocks·blockSize] float32.
-func dequantizeGraph(packed, absmax, scale, offset *Node) *Node {
+//
+// The codes are tied to the linear's input x, so the decoded weight depends on x and a
+// checkpointed layer recomputes it in its backward pass (see tiedCodes).
+func dequantizeGraph(packed, absmax, scale, offset, x *Node) *Node {
 	g := packed.Graph()
-	codes := ConvertDType(StopGradient(packed), dtypes.Int32)
+	codes := tiedCodes(packed, x)
 	sixteen := Scalar(g, dtypes.Int32, 16)
 	hi, lo := Div(codes, sixteen), Mod(codes, sixteen)
 	idx := Reshape(Stack([]*Node{hi, lo}, -1), -1, 1) // [n, 1]
@@ -352,7 +355,7 @@ func dequantizeGraph(packed, absmax, scale, offset *Node) *Node {
 	am := StopGradient(absmax)
 	if scale != nil {
 		code := DynamicMap()
-		amIdx := Reshape(ConvertDType(am, dtypes.Int32), -1, 1)
+		amIdx := Reshape(tiedCodes(am, x), -1, 1)
 		decoded := Gather(Const(g, code[:]), amIdx) // [blocks]
 		blocks := decoded.Shape().Dim(0)
 		// Block i's scale is scale[i/NF4StatsBlockSize], indexed by an Iota rather than a
@@ -364,6 +367,16 @@ func dequantizeGraph(packed, absmax, scale, offset *Node) *Node {
 	blocks := am.Shape().Dim(0)
 	vals = Reshape(vals, blocks, -1)
 	return Reshape(Mul(vals, Reshape(am, blocks, 1)), -1)
+}
+
+// tiedCodes returns the uint8 codes as int32, made dependent on x by a scheduling barrier taken
+// in float32. The decoder's tieToInput ties the packed codes too, but go-xla emulates the barrier
+// by adding 0·x[0], and on the XLA CPU plugin XLA's simplifier folds that away for integer
+// operands: every layer's float32 table lookup was then computed once (CSE merged the forward's
+// with the recomputation's) and kept until the backward pass, ~0.8 GiB per layer at 7B.
+func tiedCodes(codes, x *Node) *Node {
+	c := SchedulingBarrier(ConvertDType(StopGradient(codes), dtypes.Float32), x)
+	return ConvertDType(c, dtypes.Int32)
 }
 
 // dequantizeInto restores "<module>.weight" float32 tensors in w for every NF4 weight of m.

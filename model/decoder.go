@@ -264,7 +264,8 @@ func (d *Decoder) feedForward(p Params, prefix string, x *Node, ctx *attentionCo
 // ZeRO-3 all-gather of a sharded weight, an NF4 weight's dequantization, a 16-bit weight's float32
 // copy on XLA's CPU — would otherwise be computed once and kept from the forward to the backward
 // pass for every layer at once (measured: 7B QLoRA, 40 GiB of temporaries instead of ~3). Tied to
-// x, they are recomputed per layer like the activations.
+// x, they are recomputed per layer like the activations. XLA folds the tie of an integer weight
+// away (NF4 codes), so the NF4 linear ties its codes itself (lora's tiedCodes).
 func tieToInput(p Params, prefix string, x *Node) Params {
 	tied := make(Params, len(p))
 	for n, w := range p {
