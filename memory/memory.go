@@ -76,6 +76,13 @@ type Measurement struct {
 // change-op-data-type pass is off — UseGPUShapedXLAFlags, called before the process's first XLA
 // compilation (XLA reads XLA_FLAGS once).
 //
+// Sharded over several devices, every scheduling barrier of a checkpointed layer (go-xla adds 0·d
+// for d, element 0 of the dependency: a row only the first device holds when the batch is split)
+// is a scalar all-reduce. The CPU compiler's all-reduce combiner merges those with the weight
+// gradients' all-reduces of other layers, which defers every layer's weight-gradient products to
+// the end of the backward pass and keeps each layer's recomputed activations until then (measured:
+// Mistral-7B ZeRO-3, 0.91 GiB per layer). The flags turn that pass off too; it changes no value.
+//
 // On a GPU backend (the XLA CUDA plugin) the step compiles as it would train: bf16 as bf16.
 func Measure(b compute.Backend, c Config) (Measurement, error) {
 	cpu := true
@@ -215,8 +222,9 @@ func (c Config) autocastDType() dtypes.DType {
 	return dtypes.BFloat16
 }
 
-// XLAFlags keep XLA's CPU compiler from turning float16 matrix products into float32 ones.
-const XLAFlags = "--xla_disable_hlo_passes=change-op-data-type"
+// XLAFlags keep XLA's CPU compiler from turning float16 matrix products into float32 ones and
+// from combining a sharded step's all-reduces across layers (see Measure).
+const XLAFlags = "--xla_disable_hlo_passes=change-op-data-type,cpu-all-reduce-combiner"
 
 // UseGPUShapedXLAFlags appends XLAFlags to XLA_FLAGS. XLA parses XLA_FLAGS once per process, so
 // it must run before the first XLA compilation (the CLI and the tests call it first thing).
