@@ -228,9 +228,7 @@ func (c Config) rankAndScale(t *target, key string) error {
 		return fmt.Errorf("lora: rank %g for %s must be a positive integer", r, key)
 	}
 	t.r = int(r)
-	t.scale = alpha / r
-	if c.UseRSLoRA {
-		t.scale = alpha / math.Sqrt(r)
-	}
+	c.R, c.Alpha = t.r, alpha // c is a copy: Scale with this target's rank and alpha
+	t.scale = c.Scale()
 	return nil
 }
