@@ -2,8 +2,10 @@ package lora
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -94,21 +96,12 @@ func (c Config) forModel(cfg *model.Config) (Config, error) {
 	}
 	out := c
 	out.TargetModules = modules
-	out.TargetParameters = sortedKeys(params)
+	out.TargetParameters = slices.Sorted(maps.Keys(params))
 	if fused["w1"] {
 		out.RankPattern = withPattern(c.RankPattern, `.*\.gate_up_proj`, float64(2*c.R))
 		out.AlphaPattern = withPattern(c.AlphaPattern, `.*\.gate_up_proj`, 2*c.Alpha)
 	}
 	return out, nil
-}
-
-func sortedKeys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 func withPattern(m map[string]float64, key string, v float64) map[string]float64 {
@@ -123,12 +116,7 @@ func withPattern(m map[string]float64, key string, v float64) map[string]float64
 // get_pattern_key would match against key: the key ends with a match of the pattern, after a dot
 // or from its start.
 func patternValue(patterns map[string]float64, key string) (float64, bool, error) {
-	names := make([]string, 0, len(patterns))
-	for p := range patterns {
-		names = append(names, p)
-	}
-	sort.Strings(names)
-	for _, p := range names {
+	for _, p := range slices.Sorted(maps.Keys(patterns)) {
 		re, err := regexp.Compile(`^(.*\.)?(` + p + `)$`)
 		if err != nil {
 			return 0, false, fmt.Errorf("lora: pattern %q: %w", p, err)
