@@ -205,10 +205,7 @@ func (d *Decoder) run(p Params, ids *Node, ctx *attentionContext) *Node {
 		ids.Graph().AttachState(nativeAccumulationKey{}, true)
 	}
 	cfg := d.Config
-	emb := p["model.embed_tokens.weight"]
-	if emb == nil {
-		exceptions.Panicf("missing parameter model.embed_tokens.weight")
-	}
+	emb := param(p, "model.embed_tokens.weight")
 	x := Gather(emb, InsertAxes(ConvertDType(ids, dtypes.Int32), -1))
 	if cfg.ModelType == Gemma {
 		// transformers rounds sqrt(hidden) to the hidden dtype before multiplying.

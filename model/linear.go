@@ -29,11 +29,7 @@ type Dense struct {
 // Apply implements Linear. It computes in x's dtype (the weight and bias are cast to it), which is
 // how Decoder.Autocast reaches every Linear.
 func (d Dense) Apply(p Params, module string, x *Node) *Node {
-	w := p[module+".weight"]
-	if w == nil {
-		exceptions.Panicf("missing parameter %s.weight", module)
-	}
-	w = ConvertDType(w, x.DType())
+	w := ConvertDType(param(p, module+".weight"), x.DType())
 	var y *Node
 	if d.fastGradient && useLayoutAwareGradients(x) && w.Rank() == 2 && x.Rank() >= 2 {
 		y = denseLayoutAware(x, w)
@@ -44,6 +40,15 @@ func (d Dense) Apply(p Params, module string, x *Node) *Node {
 		y = Add(y, ExpandLeftToRank(ConvertDType(b, y.DType()), y.Rank()))
 	}
 	return y
+}
+
+// param returns p[name], panicking (as graph building reports errors) when it is missing.
+func param(p Params, name string) *Node {
+	w := p[name]
+	if w == nil {
+		exceptions.Panicf("missing parameter %s", name)
+	}
+	return w
 }
 
 // nativeAccumulationKey marks a graph built with Decoder.NativeAccumulation.

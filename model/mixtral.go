@@ -7,7 +7,6 @@ import (
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
 	. "github.com/gomlx/gomlx/core/graph" //nolint:revive // graph-building code reads better unqualified
-	"github.com/gomlx/gomlx/support/exceptions"
 )
 
 // Mixtral is Mistral's decoder with a sparse mixture-of-experts block in place of the MLP, as
@@ -102,14 +101,6 @@ func (d *Decoder) sparseMoE(p Params, module string, x *Node, ctx *attentionCont
 	act, _ := activationByName(cfg.Activation())
 	out := routeExperts(tokens, choice, weights, stackedGateUp, stackedDown, act)
 	return Reshape(out, batch, seq, hidden)
-}
-
-func param(p Params, name string) *Node {
-	w := p[name]
-	if w == nil {
-		exceptions.Panicf("missing parameter %s", name)
-	}
-	return w
 }
 
 // takeAlongLastAxis picks x[t, idx[t, j]] for x [T, n] and idx [T, k]: [T, k]. The gradient
