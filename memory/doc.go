@@ -5,7 +5,8 @@
 // (zero.Estimate), calibrated against Measure. docs/PERFORMANCE.md records both for the seed's
 // GPU configurations.
 //
-// XLA's CPU compiler evaluates bf16 arithmetic in float32 (its float-normalization pass), so the
-// temporaries of a bf16 step compiled for CPU are larger than a GPU's; the arguments and outputs
+// XLA's CPU compiler evaluates bf16 arithmetic in float32, which would make a bf16 step's
+// temporaries larger than a GPU's; on the CPU plugin Measure therefore compiles bf16 as float16
+// under UseGPUShapedXLAFlags, so the figures are a GPU's (see Measure). The arguments and outputs
 // (weights, gradients, optimizer state) are exact for any device.
 package memory
