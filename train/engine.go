@@ -645,18 +645,13 @@ func (e *Engine) apply(grads []*tensors.Tensor, step int, lr, units float64) (fl
 	if err != nil {
 		return 0, err
 	}
-	hasMaster := make([]bool, len(e.trainable))
-	for i := range e.trainable {
-		hasMaster[i] = e.masters[i] != nil
-	}
 	scalars := []any{tensors.FromScalar(float32(step)), tensors.FromScalar(float32(lr)), unitsT, normOut[1]}
-	for _, grp := range updateGroups(e.trainable, hasMaster) {
-		names, working := make([]string, len(grp.members)), make([]dtypes.DType, len(grp.members))
+	l := modelLayout(e.Model, e.trainable, e.frozen)
+	for _, grp := range updateGroups(e.trainable, l.masters()) {
+		names, working := l.groupMembers(grp)
 		var params, gs, states []*tensors.Tensor
 		for j, i := range grp.members {
-			names[j] = e.trainable[i]
 			if p := e.masters[i]; p != nil {
-				working[j] = e.Model.Weights[names[j]].DType()
 				params = append(params, p)
 			} else {
 				params = append(params, e.Model.Weights[names[j]])

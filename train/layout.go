@@ -6,11 +6,13 @@ import (
 	"github.com/gomlx/compute/distributed"
 	"github.com/gomlx/compute/dtypes"
 	"github.com/gomlx/compute/shapes"
+
+	"handbook/model"
 )
 
 // weightLayout is what a step's graphs are built from: the weights' names, split into trainable and
-// frozen (each sorted), and their storage shapes. The sharded step takes it from its model's
-// tensors; StepMemory from shapes alone.
+// frozen (each sorted), and their storage shapes. The Engine and the sharded step take it from
+// their model's tensors (modelLayout); CompileStepMemory from shapes alone.
 type weightLayout struct {
 	trainable, frozen []string
 	shapes            map[string]shapes.Shape
@@ -25,6 +27,16 @@ func newWeightLayout(weights map[string]shapes.Shape, trainable func(string) boo
 		} else {
 			l.frozen = append(l.frozen, n)
 		}
+	}
+	return l
+}
+
+// modelLayout is a model's weights as names, already split into trainable and frozen, and the
+// shapes the model holds them in.
+func modelLayout(m *model.Model, trainable, frozen []string) weightLayout {
+	l := weightLayout{trainable: trainable, frozen: frozen, shapes: make(map[string]shapes.Shape, len(m.Weights))}
+	for n, w := range m.Weights {
+		l.shapes[n] = w.Shape()
 	}
 	return l
 }

@@ -258,11 +258,7 @@ func (s *ShardedStep) Step(ctx context.Context, micro []map[string]*tensors.Tens
 
 // layout is the step's weights as names and shapes.
 func (s *ShardedStep) layout() weightLayout {
-	l := weightLayout{trainable: s.trainable, frozen: s.frozen, shapes: map[string]shapes.Shape{}}
-	for n, w := range s.Model.Weights {
-		l.shapes[n] = w.Shape()
-	}
-	return l
+	return modelLayout(s.Model, s.trainable, s.frozen)
 }
 
 // exec compiles fn once per key on the mesh with the given input and output specs.
@@ -417,11 +413,7 @@ func (s *ShardedStep) apply(step int, lr, units float64) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	hasMaster := make([]bool, len(s.trainable))
-	for i := range s.trainable {
-		hasMaster[i] = s.masters[i] != nil
-	}
-	for _, grp := range updateGroups(s.trainable, hasMaster) {
+	for _, grp := range updateGroups(s.trainable, l.masters()) {
 		names, working := l.groupMembers(grp)
 		in, out, key := updateSpecs(s.Placement, l, grp, ns)
 		c, err := s.exec(key, in, out, func(*shardedExec) func([]*Node) []*Node {
