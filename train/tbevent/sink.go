@@ -1,6 +1,7 @@
 package tbevent
 
 import (
+	"maps"
 	"slices"
 	"time"
 )
@@ -30,12 +31,7 @@ func (s *Sink) Log(step int, metrics map[string]float64) error {
 		}
 	}
 	now := time.Now()
-	keys := make([]string, 0, len(metrics))
-	for k := range metrics {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(metrics)) {
 		if k == "step" {
 			continue
 		}
