@@ -207,7 +207,7 @@ func isAdapted(p model.ParamSpec, targets []string) bool {
 		return false
 	}
 	module := strings.TrimSuffix(p.Name, ".weight")
-	if len(targets) == 0 || (len(targets) == 1 && targets[0] == "all-linear") {
+	if allLinear(targets) {
 		return true
 	}
 	for _, t := range targets {
@@ -218,11 +218,16 @@ func isAdapted(p model.ParamSpec, targets []string) bool {
 	return false
 }
 
+// allLinear says whether targets select every linear layer: none given, or PEFT's "all-linear".
+func allLinear(targets []string) bool {
+	return len(targets) == 0 || (len(targets) == 1 && targets[0] == "all-linear")
+}
+
 // adaptedWholeWeights counts the LoRA parameters PEFT puts on an MoE block's router and experts
 // (target_parameters): with "all-linear", or the transformers 4 names gate, w1+w3 (fused
 // gate_up_proj, at twice the rank) and w2. Stacked experts hold r·E rows: r·E·(in+out) values.
 func adaptedWholeWeights(cfg *model.Config, l *LoRA) int64 {
-	all := len(l.TargetModules) == 0 || (len(l.TargetModules) == 1 && l.TargetModules[0] == "all-linear")
+	all := allLinear(l.TargetModules)
 	want := map[string]bool{}
 	for _, t := range l.TargetModules {
 		switch t {
