@@ -142,14 +142,12 @@ func (t *Trainer) Train(ctx context.Context) (Result, error) {
 	switch {
 	case !needsRef:
 	case cfg.PrecomputeRefLogProbs:
-		refM, dec := t.RefModel, (*model.Decoder)(nil)
+		refM, dec := t.Model, t.Model.Decoder
 		switch {
-		case refM != nil:
-			dec = refM.Decoder
+		case t.RefModel != nil:
+			refM, dec = t.RefModel, t.RefModel.Decoder
 		case adapter != nil:
-			refM, dec = t.Model, adapter.BaseDecoder()
-		default:
-			refM, dec = t.Model, t.Model.Decoder
+			dec = adapter.BaseDecoder()
 		}
 		s, err := newScorer(refM, dec)
 		if err != nil {
