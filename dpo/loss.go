@@ -80,11 +80,19 @@ func DefaultLossConfig() LossConfig {
 	return LossConfig{Beta: DefaultBeta, LossType: []LossType{LossSigmoid}, DiscopopTau: 0.05}
 }
 
+// checkBeta rejects a β (DPO's, or ORPO's λ) that is not positive and finite, naming field.
+func checkBeta(beta float64, field string) error {
+	if !(beta > 0) || math.IsInf(beta, 0) {
+		return fmt.Errorf("beta must be positive and finite, got %g (%s)", beta, field)
+	}
+	return nil
+}
+
 // Validate checks the loss configuration as given, as TRL does, with the list of valid loss types
 // on an unknown one. (Trainer.Train first fills a zero Beta with DefaultBeta.)
 func (c LossConfig) Validate() error {
-	if !(c.Beta > 0) || math.IsInf(c.Beta, 0) {
-		return fmt.Errorf("beta must be positive and finite, got %g (LossConfig.Beta)", c.Beta)
+	if err := checkBeta(c.Beta, "LossConfig.Beta"); err != nil {
+		return err
 	}
 	for _, lt := range c.LossType {
 		if !slices.Contains(LossTypes, lt) {

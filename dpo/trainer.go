@@ -3,7 +3,6 @@ package dpo
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
 
 	"github.com/gomlx/gomlx/core/tensors"
@@ -222,8 +221,8 @@ func (t *ORPOTrainer) Train(ctx context.Context) (Result, error) {
 	if beta == 0 {
 		beta = DefaultBeta
 	}
-	if !(beta > 0) || math.IsInf(beta, 0) {
-		return Result{}, fmt.Errorf("orpo: beta must be positive and finite, got %g (ORPOConfig.Beta)", beta)
+	if err := checkBeta(beta, "ORPOConfig.Beta"); err != nil {
+		return Result{}, fmt.Errorf("orpo: %w", err)
 	}
 	if err := checkSets(t.Model, t.TrainSet, t.EvalSet); err != nil {
 		return Result{}, fmt.Errorf("orpo: %w", err)
