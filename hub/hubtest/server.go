@@ -326,7 +326,8 @@ func (s *Server) createRepo(w http.ResponseWriter, r *http.Request) {
 
 // Seed puts files (path → content; paths may name folders) on branch of the public repository id
 // of kind ("model" or "dataset"), in any namespace, as its owner would have pushed them: what a
-// test then downloads. Each call is one commit; files are stored inline, not in LFS.
+// test then downloads. Each call is one commit whose tree is files alone (and .gitattributes):
+// what an earlier Seed put on the branch is gone. Files are stored inline, not in LFS.
 func (s *Server) Seed(kind, id, branch string, files map[string][]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
