@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gomlx/compute/dtypes"
+
 	"handbook"
 	"handbook/backend"
 	"handbook/lora"
@@ -152,6 +154,17 @@ func toInts(ids []int32) []int {
 		out[i] = int(v)
 	}
 	return out
+}
+
+// dtypeFlag maps a --dtype flag's torch name onto the dtype weights are kept in.
+func dtypeFlag(name string) (dtypes.DType, error) {
+	switch name {
+	case "float32":
+		return dtypes.Float32, nil
+	case "bfloat16":
+		return dtypes.BFloat16, nil
+	}
+	return dtypes.InvalidDType, fmt.Errorf("--dtype %q: want float32 or bfloat16", name)
 }
 
 // printJSON writes v as one line: the machine-readable contract of --json. Chat markup stays

@@ -56,13 +56,8 @@ func runEstimate(_ context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	c := memory.Config{Model: cfg, Task: memory.Task(*task), Autocast: *bf16, Stage: zero.Stage(*stage), Devices: *devices,
 		Batch: *batch, Seq: *seq, GradientCheckpointing: *checkpointing, GradientAccumulation: *accumulation}
-	switch *dtype {
-	case "bfloat16":
-		c.Weights = dtypes.BFloat16
-	case "float32":
-		c.Weights = dtypes.Float32
-	default:
-		return fmt.Errorf("--dtype %q: bfloat16 or float32", *dtype)
+	if c.Weights, err = dtypeFlag(*dtype); err != nil {
+		return err
 	}
 	if c.Task != memory.SFT && c.Task != memory.DPO {
 		return fmt.Errorf("--task %q: sft or dpo", *task)

@@ -31,15 +31,12 @@ func runMerge(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := resolveDir(ctx, "adapter", adapterDir, ""); err != nil {
 		return err
 	}
-	var outDType dtypes.DType
-	switch *dtype {
-	case "":
-	case "float32":
-		outDType = dtypes.Float32
-	case "bfloat16":
-		outDType = dtypes.BFloat16
-	default:
-		return fmt.Errorf("--dtype %q: want float32 or bfloat16", *dtype)
+	var outDType dtypes.DType // the base's own dtype
+	if *dtype != "" {
+		var err error
+		if outDType, err = dtypeFlag(*dtype); err != nil {
+			return err
+		}
 	}
 	if *dir == "" {
 		cfg, err := lora.ReadConfig(*adapterDir)
