@@ -274,11 +274,12 @@ func (r *Recipe) dpoLoss() (dpo.LossConfig, error) {
 
 // LoadModel loads model_name_or_path — a local directory, or a Hub model id downloaded into the
 // Hugging Face cache at model_revision — on backend b, in dtype's precision (weightsDType), with
-// gradient_checkpointing, bf16 and attn_implementation (setPrecision) and the family's rules (a mixture of experts' router_aux_loss_coef, the dropout warning) applied. A
-// directory with config.json but no weights starts from scratch (random init seeded by seed);
-// with use_peft that random base is saved into output_dir/base_model, so `handbook merge`,
-// `eval --adapter` and PEFT find the weights the adapter was trained on. base is what an adapter
-// on m records as its base model (AttachAdapter's): model_name_or_path, or that directory.
+// gradient_checkpointing, bf16 and attn_implementation (setPrecision) and the family's rules (a
+// mixture of experts' router_aux_loss_coef, the dropout warning) applied. A directory with
+// config.json but no weights starts from scratch (random init seeded by seed); with use_peft that
+// random base is saved into output_dir/base_model, so `handbook merge`, `eval --adapter` and PEFT
+// find the weights the adapter was trained on. base is what an adapter on m records as its base
+// model (AttachAdapter's): model_name_or_path, or that directory.
 func (r *Recipe) LoadModel(ctx context.Context, b compute.Backend, log *slog.Logger) (m *model.Model, base string, err error) {
 	log = orDiscard(log)
 	if r.Model.ModelNameOrPath == "" {
