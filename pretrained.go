@@ -52,7 +52,8 @@ func LoadPretrained(ctx context.Context, nameOrPath string, opts *PretrainedOpti
 	if err != nil {
 		return nil, nil, err
 	}
-	if o.Backend == nil {
+	ownBackend := o.Backend == nil
+	if ownBackend {
 		b, sel, err := backend.New()
 		if err != nil {
 			return nil, nil, err
@@ -62,6 +63,9 @@ func LoadPretrained(ctx context.Context, nameOrPath string, opts *PretrainedOpti
 	}
 	m, err := loadModelDir(dir, o)
 	if err != nil {
+		if ownBackend { // nothing else holds it
+			o.Backend.Finalize()
+		}
 		return nil, nil, err
 	}
 	return m, tok, nil
